@@ -1,0 +1,79 @@
+"""The registry of inference methods.
+
+Each module in this package registers its engines with :func:`register` on import. An engine is a
+function ``run(problem, config) -> Fit`` where ``problem`` is a validated
+:class:`ppgen.problem.Problem` (model, data on its device, sites found by one trace) and ``config``
+a :class:`ppgen.problem.RunConfig` (seed, draws, steps, guide, extra options).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
+
+from ppgen.errors import UnknownNameError
+
+__all__ = ["MethodSpec", "register", "get", "names", "specs"]
+
+_REGISTRY: dict[str, "MethodSpec"] = {}
+_LOADED = False
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """An inference engine and what kind of answer it gives.
+
+    :param family: ``"mcmc"`` (draws from the exact posterior), ``"variational"`` (an optimized
+        approximation, draws from the guide) or ``"exact"`` (enumeration).
+    :param backend: ``"pyro"`` or ``"numpyro"``: which backend runs the model program.
+    """
+
+    name: str
+    run: Callable
+    family: str
+    description: str = ""
+    backend: str = "pyro"
+
+
+def register(name: str, *, family: str, backend: str = "pyro", description: str = "") -> Callable:
+    """Decorator registering ``run(problem, config) -> Fit`` under ``name``."""
+    if family not in ("mcmc", "variational", "exact"):
+        raise ValueError(f"family must be 'mcmc', 'variational' or 'exact', not {family!r}")
+
+    def decorator(run: Callable) -> Callable:
+        doc = description or (run.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[name] = MethodSpec(name=name, run=run, family=family, description=doc, backend=backend)
+        return run
+
+    return decorator
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    _LOADED = True
+
+
+def names() -> list[str]:
+    """Names of all registered inference methods, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def specs() -> list[MethodSpec]:
+    _load_all()
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def get(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` registered as ``name``; a clear error listing the names otherwise."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown method {name!r}; methods: {', '.join(sorted(_REGISTRY))}") from None

@@ -1,0 +1,174 @@
+"""Stochastic variational inference: the one optimization loop of ppgen, and the ``svi`` and ``map``
+methods built on it.
+
+SVI maximizes the evidence lower bound
+
+    ELBO(q) = E_q[log p(x, z) - log q(z)] <= log p(x)
+
+over a guide q by stochastic gradients (:func:`train`). ``svi`` uses a mean-field Normal guide
+(``AutoNormal``) unless given another; ``map`` uses point masses (``AutoDelta``), which turns the
+ELBO into the log joint: maximum a posteriori. Discrete latents are summed out exactly
+(``TraceEnum_ELBO``) rather than put in the guide.
+
+Guides and objectives are looked up by name in two small registries that other modules extend:
+:func:`register_guide` and :func:`register_elbo`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pyro
+import pyro.optim
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import (AutoDelta, AutoLowRankMultivariateNormal, AutoMultivariateNormal, AutoNormal,
+                                  init_to_median)
+from pyro.infer.util import zero_grads
+from tqdm.auto import tqdm
+
+from ppgen import posterior
+from ppgen.errors import NumericalError, UnknownNameError
+from ppgen.inference import register
+from ppgen.problem import Problem, RunConfig
+from ppgen.results import Fit
+
+__all__ = ["train", "register_guide", "register_elbo", "make_guide", "make_elbo"]
+
+GUIDES: dict[str, Callable] = {
+    "normal": lambda model: AutoNormal(model, init_loc_fn=init_to_median),
+    "delta": lambda model: AutoDelta(model, init_loc_fn=init_to_median),
+    "mvn": lambda model: AutoMultivariateNormal(model, init_loc_fn=init_to_median),
+    "lowrank": lambda model: AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_median),
+}
+
+ELBOS: dict[str, Callable] = {
+    "trace": lambda num_particles: Trace_ELBO(num_particles=num_particles),
+    "tracegraph": lambda num_particles: TraceGraph_ELBO(num_particles=num_particles),
+    "meanfield": lambda num_particles: TraceMeanField_ELBO(num_particles=num_particles),
+    "enum": lambda num_particles: TraceEnum_ELBO(num_particles=num_particles),
+}
+
+
+def register_guide(name: str, factory: Callable) -> None:
+    """Make ``guide=name`` available: ``factory(model) -> guide``."""
+    GUIDES[name] = factory
+
+
+def register_elbo(name: str, factory: Callable) -> None:
+    """Make ``elbo=name`` available: ``factory(num_particles) -> pyro.infer.ELBO``."""
+    ELBOS[name] = factory
+
+
+def make_guide(guide, model: Callable):
+    if guide is None or callable(guide):
+        return guide
+    if guide not in GUIDES:
+        raise UnknownNameError(f"unknown guide {guide!r}; guides: {', '.join(sorted(GUIDES))}, or pass a callable")
+    return GUIDES[guide](model)
+
+
+def make_elbo(elbo, num_particles: int = 1):
+    if not isinstance(elbo, str):
+        return elbo
+    if elbo not in ELBOS:
+        raise UnknownNameError(f"unknown elbo {elbo!r}; objectives: {', '.join(sorted(ELBOS))}, or pass a Pyro ELBO")
+    return ELBOS[elbo](num_particles)
+
+
+def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float = 0.01, optim=None,
+          elbo="trace", num_particles: int = 1, seed: int | None = 0, progress: bool = True,
+          clip_norm: float | None = None, log_every: int = 100, callback: Callable | None = None) -> list[float]:
+    """Maximize the ELBO of ``guide`` for ``model`` on ``data`` (keyword arguments of both) for
+    ``steps`` steps of ``optim`` (Adam with ``lr`` by default). Returns the per-step losses (-ELBO).
+
+    A NaN/inf loss or gradient stops the loop with :class:`~ppgen.errors.NumericalError` naming the
+    step and the params with bad gradients, before the optimizer touches them: the param store keeps
+    the last good values. ``callback(step, loss)`` runs every ``log_every`` steps.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    loss_fn = make_elbo(elbo, num_particles)
+    clip = {"clip_norm": clip_norm} if clip_norm else None
+    optim = optim or pyro.optim.Adam({"lr": lr}, clip_args=clip)
+    losses = []
+    bar = tqdm(range(steps), desc="svi", disable=not progress, mininterval=0.5)
+    for step in bar:
+        with poutine.trace(param_only=True) as captured:
+            loss = loss_fn.loss_and_grads(model, guide, **data)
+        params = {site["name"]: site["value"].unconstrained() for site in captured.trace.nodes.values()}
+        _check_finite(loss, params, step)
+        optim(params.values())
+        zero_grads(params.values())
+        losses.append(float(loss))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if callback is not None:
+                callback(step, loss)
+    return losses
+
+
+def _check_finite(loss, params: dict, step: int) -> None:
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    finite_grads = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+    if finite_grads and torch.isfinite(torch.as_tensor(loss)):
+        return
+    bad = tuple(n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all())
+    what = f"gradient of {', '.join(bad)}" if bad else "loss"
+    raise NumericalError(f"SVI step {step}: the {what} became NaN/inf (loss={float(loss)}); the param store "
+                         f"keeps the values before this step. Try a smaller lr, clip_norm=..., or check the data.",
+                         step=step, sites=bad)
+
+
+def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) -> Fit:
+    opts = dict(config.options)
+    model = problem.enum_model
+    guide = make_guide(config.guide if config.guide is not None else default_guide, problem.continuous_model)
+    elbo = opts.pop("elbo", "enum" if problem.has_discrete else "trace")
+    if problem.has_discrete and isinstance(elbo, str) and elbo != "enum":
+        raise UnknownNameError(f"model {problem.name!r} has discrete latents {problem.names('discrete')}; "
+                               f"they are summed out by elbo='enum', not {elbo!r}")
+    if isinstance(elbo, str) and elbo == "enum":
+        elbo = TraceEnum_ELBO(num_particles=opts.pop("num_particles", 1), max_plate_nesting=problem.max_plate_nesting)
+    start = time.perf_counter()
+    with problem.placement():
+        losses = train(model, guide, problem.data, steps=config.steps, seed=config.seed,
+                       progress=config.progress, elbo=elbo, **opts)
+        chains = _guide_draws(problem, guide, config)
+    seconds = time.perf_counter() - start
+    params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    tail = losses[-min(len(losses), 100):]
+    diagnostics = {"final_loss": sum(tail) / len(tail)}
+    if config.method == "svi":  # with a point-mass guide the objective is the log joint, not a bound
+        diagnostics["elbo"] = -diagnostics["final_loss"]
+    return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
+               diagnostics=diagnostics, params=params, guide=guide, problem=problem)
+
+
+def _guide_draws(problem: Problem, guide, config: RunConfig) -> dict:
+    """``num_samples`` draws of every latent from the guide (discrete ones from their exact
+    conditional), as one chain."""
+    if config.num_samples <= 0 or not problem.names("latent", "discrete"):
+        return {}
+    latent = problem.names("latent")
+    with torch.no_grad(), poutine.block():
+        draws = Predictive(problem.continuous_model, guide=guide, num_samples=config.num_samples,
+                           return_sites=latent)(**problem.data)
+        draws = posterior.complete(problem, {k: draws[k].reshape((config.num_samples,) + problem.sites[k].shape)
+                                             for k in latent})
+    return {k: v.unsqueeze(0) for k, v in draws.items()}
+
+
+@register("svi", family="variational")
+def run_svi(problem: Problem, config: RunConfig) -> Fit:
+    """Variational inference (Trace_ELBO; AutoNormal guide unless one is given)."""
+    return _fit_variational(problem, config, "normal")
+
+
+@register("map", family="variational")
+def run_map(problem: Problem, config: RunConfig) -> Fit:
+    """Maximum a posteriori point estimate (AutoDelta guide)."""
+    return _fit_variational(problem, config, "delta")

@@ -1,0 +1,46 @@
+"""``ppgen.fit``: one entry point over every inference method."""
+from __future__ import annotations
+
+import torch
+
+from ppgen import inference
+from ppgen.problem import RunConfig, prepare
+from ppgen.results import Fit
+
+
+def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_samples: int = 1000,
+        num_warmup: int = 1000, num_chains: int = 1, steps: int = 2000, seed: int = 0, device="auto",
+        dtype: torch.dtype | None = None, progress: bool = True, **options) -> Fit:
+    """Fit ``model`` to ``data`` with ``method``.
+
+    :param model: a Pyro program taking the data as keyword arguments, a registered name
+        (``ppgen.models.names()``) or ``"path/to/file.py:function"``.
+    :param data: dict of arrays, lists, scalars or tensors (``None``: the model's bundled data).
+    :param method: one of ``ppgen.inference.names()``.
+    :param guide: for ``svi``/``map``: a guide callable or a guide name (``"normal"``, ``"mvn"``, ...).
+    :param num_samples: posterior draws per chain (MCMC) or from the guide (SVI; 0 skips them).
+    :param num_warmup: MCMC warmup (adaptation) steps per chain.
+    :param steps: optimization steps for ``svi``/``map``.
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the data and every tensor live.
+    :param dtype: floating dtype for array data (default: torch's default dtype).
+    :param options: method-specific options (``lr``, ``elbo``, ``num_particles``, ``clip_norm`` for
+        SVI; ``jit``, ``target_accept_prob``, ``max_tree_depth`` for NUTS; ...).
+
+    The model and data are validated together before any fitting (:class:`ppgen.DataError`).
+    """
+    spec = inference.get(method)
+    for name, value in (("num_samples", num_samples), ("num_warmup", num_warmup), ("steps", steps)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if not isinstance(num_chains, int) or num_chains < 1:
+        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+    problem = prepare(model, data, device=device, dtype=dtype)
+    config = RunConfig(method=method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,
+                       num_chains=num_chains, steps=steps, seed=seed, progress=progress, options=options)
+    result = spec.run(problem, config)
+    result.config = {"model": problem.name, "method": method, "num_samples": num_samples, "num_warmup": num_warmup,
+                     "num_chains": num_chains, "steps": steps, "seed": seed, "device": str(problem.device),
+                     "dtype": str(problem.dtype), "guide": guide if isinstance(guide, str) or guide is None else
+                     getattr(guide, "__name__", type(guide).__name__),
+                     "options": {k: v if isinstance(v, (int, float, str, bool)) else repr(v) for k, v in options.items()}}
+    return result

@@ -1,0 +1,57 @@
+"""One model program, two backends.
+
+A model written against ``pyroapi`` (``from pyroapi import pyro, distributions as dist``) runs on
+Pyro by default and on NumPyro inside :func:`numpyro_backend`. NumPyro's own ``pyroapi`` backend
+(``numpyro.compat``) has only ``sample``, ``param``, ``plate`` and ``module``; ppgen registers the
+backend ``"ppgen-numpyro"`` whose ``pyro`` module adds ``deterministic``, ``factor``, ``markov``,
+``subsample`` and ``config_enumerate`` from NumPyro's own primitives (:mod:`.numpyro_primitives`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pyroapi
+import torch
+
+NUMPYRO = "ppgen-numpyro"
+
+pyroapi.register_backend(
+    NUMPYRO,
+    {
+        "distributions": "numpyro.compat.distributions",
+        "handlers": "numpyro.compat.handlers",
+        "infer": "numpyro.compat.infer",
+        "ops": "numpyro.compat.ops",
+        "optim": "numpyro.compat.optim",
+        "pyro": "ppgen.backend.numpyro_primitives",
+    },
+)
+
+
+@contextlib.contextmanager
+def numpyro_backend():
+    """Run ``pyroapi`` programs on NumPyro inside the block."""
+    with pyroapi.pyro_backend(NUMPYRO):
+        yield
+
+
+def to_jax(data: dict) -> dict:
+    """Torch tensors and numpy arrays to JAX arrays (floats as float32 unless x64 is enabled)."""
+    import jax.numpy as jnp
+
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        out[k] = jnp.asarray(v) if isinstance(v, np.ndarray) else v
+    return out
+
+
+def vindex(x):
+    """``Vindex(x)``: batched advanced indexing (``vindex(x)[..., i, :]``) on either backend's arrays."""
+    if isinstance(x, torch.Tensor):
+        from pyro.ops.indexing import Vindex
+    else:
+        from numpyro.contrib.indexing import Vindex
+    return Vindex(x)

@@ -1,0 +1,32 @@
+"""ppgen's own exceptions: every error a user can cause before any compute is spent is one of these."""
+
+
+class PPGenError(Exception):
+    """Base class of ppgen's errors."""
+
+
+class DataError(PPGenError, ValueError):
+    """The data does not fit the model: a missing or extra key, a shape, a dtype, a value outside
+    the support, a NaN. The message names the site, what was expected and what was given."""
+
+
+class UnknownNameError(PPGenError, ValueError):
+    """An unknown model, method or option name; the message lists the known ones."""
+
+
+class NotApplicableError(PPGenError, ValueError):
+    """A method cannot run this model (e.g. ``enum`` on a model with continuous latents)."""
+
+
+class RunFolderError(PPGenError, ValueError):
+    """A run folder is missing files, truncated, or was not written by ppgen."""
+
+
+class NumericalError(PPGenError, FloatingPointError):
+    """A loss or gradient became NaN/inf during fitting. ``step`` is where, ``sites`` which params
+    had bad gradients; the param store still holds the last good values."""
+
+    def __init__(self, message: str, step: int, sites: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.step = step
+        self.sites = sites

@@ -1,0 +1,39 @@
+"""Small networks shared by the models: an MLP with a chosen activation, and a split head for
+networks that output the parameters of a distribution (e.g. a Gaussian's loc and scale)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, final_activation: nn.Module | None = None) -> nn.Sequential:
+    """``Linear -> activation -> ... -> Linear`` over ``sizes = (in, hidden..., out)``."""
+    if len(sizes) < 2:
+        raise ValueError(f"an MLP needs at least input and output sizes, got {tuple(sizes)}")
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    if final_activation is not None:
+        layers.append(final_activation)
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """An MLP whose output is split into a loc and a positive scale (softplus), each of size ``out``.
+
+    ``forward(x) -> (loc, scale)`` with shapes ``(..., out)``.
+    """
+
+    def __init__(self, n_in: int, hidden: Sequence[int], out: int, activation: type[nn.Module] = nn.ReLU, min_scale: float = 1e-4):
+        super().__init__()
+        self.net = mlp([n_in, *hidden, 2 * out], activation)
+        self.min_scale = min_scale
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw = self.net(x).chunk(2, dim=-1)
+        return loc, F.softplus(raw) + self.min_scale

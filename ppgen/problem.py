@@ -1,0 +1,274 @@
+"""A model and its data, checked against each other before any compute is spent.
+
+:func:`prepare` resolves the model (a callable, a registered name, or ``"path/file.py:function"``),
+moves the data to the device once, and runs the program once under a prior trace with Pyro's
+argument validation on. That trace tells every engine what it needs (latent, discrete, observed and
+deterministic sites, their shapes and plates, ``max_plate_nesting``) and is where bad data is caught:
+a missing or unexpected key, a NaN, a value outside a site's support or a shape that does not match
+the plates raises one :class:`~ppgen.errors.DataError` naming the site, the expected and the actual.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import config_enumerate
+from pyro.poutine.messenger import Messenger
+
+from ppgen.device import placement, resolve_device
+from ppgen.errors import DataError, UnknownNameError
+
+__all__ = ["Problem", "RunConfig", "SiteInfo", "prepare", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What one prior trace says about a sample or deterministic site."""
+
+    name: str
+    shape: tuple[int, ...]  # the value's shape (batch + event)
+    event_dim: int
+    plates: tuple[tuple[str, int, int], ...]  # (name, dim, size) of the vectorized plates around it
+    kind: str  # "latent" | "discrete" | "observed" | "factor" | "deterministic"
+
+    def dim_names(self) -> list[str]:
+        """Names for the value's axes: a plate's name where the axis is a plate's, else ``site_dim_i``."""
+        batch_ndim = len(self.shape) - self.event_dim
+        by_dim = {dim: name for name, dim, _ in self.plates}
+        names = []
+        for i in range(len(self.shape)):
+            neg = i - batch_ndim  # negative batch dim of axis i (only meaningful for batch axes)
+            names.append(by_dim[neg] if i < batch_ndim and neg in by_dim else f"{self.name}_dim_{i}")
+        return names
+
+
+@dataclass
+class RunConfig:
+    """Settings every engine reads; ``options`` holds method-specific keyword arguments."""
+
+    method: str
+    guide: Any = None
+    num_samples: int = 1000
+    num_warmup: int = 1000
+    num_chains: int = 1
+    steps: int = 2000
+    seed: int = 0
+    progress: bool = True
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Problem:
+    """A validated model with its data on ``device``. Built by :func:`prepare`."""
+
+    name: str
+    model: Callable
+    data: dict
+    device: torch.device
+    dtype: torch.dtype
+    backends: tuple[str, ...]
+    sites: dict[str, SiteInfo]
+    max_plate_nesting: int
+    observed: dict[str, torch.Tensor]  # each observed site's value, as the model saw it
+
+    def names(self, *kinds: str) -> list[str]:
+        return [n for n, s in self.sites.items() if s.kind in kinds]
+
+    @property
+    def has_discrete(self) -> bool:
+        return bool(self.names("discrete"))
+
+    @cached_property
+    def enum_model(self) -> Callable:
+        """The model with every discrete latent marked for parallel enumeration."""
+        return config_enumerate(self.model, default="parallel") if self.has_discrete else self.model
+
+    @cached_property
+    def continuous_model(self) -> Callable:
+        """The model with its discrete latents hidden: what an autoguide should cover."""
+        return poutine.block(self.enum_model, hide=self.names("discrete")) if self.has_discrete else self.model
+
+    def placement(self):
+        return placement(self.device, self.dtype)
+
+
+def resolve_model(model) -> tuple[str, Callable, Callable | None, tuple[str, ...]]:
+    """``(name, program, bundled-data factory or None, backends)`` for a callable, a registered
+    name or ``"path/to/file.py:function"``."""
+    from ppgen import models
+
+    if callable(model):
+        return getattr(model, "__name__", "model"), model, None, ("pyro", "numpyro")
+    if not isinstance(model, str):
+        raise UnknownNameError(f"model must be a Pyro program, a registered name or 'file.py:function', got {type(model).__name__}")
+    if ":" in model and model.split(":")[0].endswith(".py"):
+        return _load_user_model(model)
+    spec = models.get(model)
+    return spec.name, spec.model, spec.data, spec.backends
+
+
+def _load_user_model(target: str):
+    path, _, fn_name = target.rpartition(":")
+    if not Path(path).exists():
+        raise UnknownNameError(f"model file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise UnknownNameError(f"{path!r} has no function {fn_name!r}")
+    return fn_name, fn, getattr(module, "data", None), ("pyro", "numpyro")
+
+
+def to_tensors(data: dict, device: torch.device, dtype: torch.dtype) -> dict:
+    """Arrays, lists and tensors to tensors on ``device`` (floats in ``dtype`` unless already torch
+    tensors); Python scalars and ``None`` pass through unchanged."""
+    if not isinstance(data, dict):
+        raise DataError(f"data must be a dict of name -> array, got {type(data).__name__}")
+    out = {}
+    for key, value in data.items():
+        if value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+            continue
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device)
+            continue
+        try:
+            arr = np.asarray(value)
+        except ValueError as e:
+            raise DataError(f"data[{key!r}] is not a rectangular array ({e})") from None
+        if arr.dtype.kind == "f":
+            out[key] = torch.as_tensor(arr, dtype=dtype, device=device)
+        elif arr.dtype.kind in "iub":
+            out[key] = torch.as_tensor(arr.astype(np.int64) if arr.dtype.kind != "b" else arr, device=device)
+        else:
+            raise DataError(f"data[{key!r}] must be numeric, got an array of dtype {arr.dtype}")
+    return out
+
+
+def _check_keys(name: str, model: Callable, data: dict) -> None:
+    params = inspect.signature(model).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if params[p].kind in (params[p].POSITIONAL_OR_KEYWORD, params[p].KEYWORD_ONLY)]
+    extra = [k for k in data if k not in accepted]
+    if extra:
+        raise DataError(f"data key(s) {', '.join(map(repr, extra))} are not arguments of model {name!r}; "
+                        f"it takes: {', '.join(accepted)}")
+    missing = [p for p in accepted if params[p].default is inspect.Parameter.empty and p not in data]
+    if missing:
+        raise DataError(f"model {name!r} needs data key(s) {', '.join(map(repr, missing))}; got: {', '.join(data) or 'nothing'}")
+
+
+def _check_finite(data: dict) -> None:
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = ~torch.isfinite(value)
+            if bad.any():
+                idx = tuple(int(i) for i in bad.nonzero()[0])
+                raise DataError(f"data[{key!r}] has {int(bad.sum())} NaN/inf value(s), the first at index {idx}; "
+                                f"drop or impute them before fitting")
+
+
+class _SiteTracker(Messenger):
+    """Remembers the last sample site reached, so an error inside a model can be placed."""
+
+    last: str | None = None
+
+    def _pyro_sample(self, msg):
+        self.last = msg["name"]
+
+
+def _trace(name: str, model: Callable, data: dict) -> poutine.Trace:
+    tracker = _SiteTracker()
+    try:
+        with pyro.validation_enabled(True), poutine.block(), tracker:
+            tr = poutine.trace(model).get_trace(**data)
+            tr.compute_log_prob()
+        return tr
+    except (ValueError, RuntimeError, IndexError, TypeError, AssertionError) as e:
+        where = f"after site {tracker.last!r}" if tracker.last else "before its first sample site"
+        message = str(e).split("\nTrace Shapes:")[0]
+        raise DataError(f"model {name!r} fails on this data ({where}): {type(e).__name__}: {message}") from e
+
+
+def _site_kind(site) -> str:
+    fn = site["fn"]
+    if site["is_observed"]:
+        if type(fn).__name__ == "Unit" or isinstance(fn, pyro.distributions.Unit):
+            return "factor"
+        if site["infer"].get("_deterministic"):
+            return "deterministic"
+        return "observed"
+    if getattr(fn, "has_enumerate_support", False) and site["infer"].get("enumerate", "parallel") is not None:
+        return "discrete"
+    return "latent"
+
+
+def _check_observed(name: str, site, data_keys) -> None:
+    value, fn = site["value"], site["fn"]
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        raise DataError(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
+    expected = tuple(fn.batch_shape + fn.event_shape)
+    try:
+        shape = torch.broadcast_shapes(value.shape, expected)
+    except RuntimeError:
+        shape = None
+    if shape != expected:
+        raise DataError(f"observed site {site['name']!r} of model {name!r}: expected shape {expected} "
+                        f"(from its plates and distribution), got {tuple(value.shape)}")
+    ok = fn.support.check(value)
+    if not bool(ok.all()):
+        first = value[~ok.expand(value.shape)][0] if ok.shape == value.shape else value.flatten()[0]
+        raise DataError(f"observed site {site['name']!r} of model {name!r}: values must lie in the support "
+                        f"{fn.support} of {type(fn).__name__}, got e.g. {first.item()!r}")
+
+
+def _describe(tr: poutine.Trace) -> tuple[dict[str, SiteInfo], int]:
+    sites, dims = {}, []
+    for site in tr.nodes.values():
+        if site["type"] != "sample" or site["name"].startswith("_"):
+            continue
+        if type(site["fn"]).__name__ == "_Subsample":
+            continue
+        plates = tuple((f.name, f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized)
+        dims += [f.dim for f in site["cond_indep_stack"] if f.vectorized]
+        value = site["value"]
+        sites[site["name"]] = SiteInfo(site["name"], tuple(value.shape), site["fn"].event_dim, plates, _site_kind(site))
+    return sites, (-min(dims) if dims else 0)
+
+
+def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None = None) -> Problem:
+    """Resolve ``model``, move ``data`` to ``device`` and validate them together (see module doc)."""
+    name, program, bundled, backends = resolve_model(model)
+    if data is None:
+        if bundled is None:
+            raise DataError(f"model {name!r} has no bundled data: pass data=... (a dict of name -> array)")
+        data = bundled()
+    dev = resolve_device(device)
+    dtype = dtype or torch.get_default_dtype()
+    tensors = to_tensors(data, dev, dtype)
+    _check_keys(name, program, tensors)
+    _check_finite(tensors)
+    with placement(dev, dtype):
+        tr = _trace(name, program, tensors)
+    sites, max_plate_nesting = _describe(tr)
+    observed = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.get(s["name"]) and sites[s["name"]].kind == "observed"]
+    for site in observed:
+        _check_observed(name, site, tensors)
+    if not observed and not any(s.kind == "factor" for s in sites.values()):
+        params = inspect.signature(program).parameters
+        unused = [p for p in params if p not in tensors and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+        hint = f"; arguments not given: {', '.join(unused)}" if unused else ""
+        raise DataError(f"model {name!r} observes nothing with the data given ({', '.join(tensors) or 'none'}){hint}: "
+                        f"without observed data the posterior is the prior")
+    return Problem(name, program, tensors, dev, dtype, backends, sites, max_plate_nesting,
+                   {site["name"]: site["value"] for site in observed})

@@ -1,0 +1,156 @@
+"""The result of a fit, whatever the method: draws, timings, losses, diagnostics, and a way to
+save it as a run folder and load it back."""
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppgen.problem import Problem
+from ppgen.runfolder import FORMAT, atomic_path, check_format, read_json, write_json
+
+__all__ = ["Fit", "load"]
+
+
+@dataclass
+class Fit:
+    """What ``ppgen.fit`` returns.
+
+    :ivar method: the inference method's registry name.
+    :ivar model_name: the model's name.
+    :ivar chains: draws grouped by chain, ``{site: (chain, draw, *shape)}``.
+    :ivar seconds: wall time of the inference itself.
+    :ivar losses: per-step loss (-ELBO) for optimization methods.
+    :ivar log_evidence: ``log p(data)`` where the method gives it (exact for ``enum``), or the final ELBO.
+    :ivar diagnostics: divergences, acceptance rate, ... where the method reports them.
+    :ivar params: learned Pyro params (optimization methods).
+    :ivar extras: method-specific results (e.g. ``marginals`` and ``map`` for ``enum``).
+    """
+
+    method: str
+    model_name: str
+    chains: dict
+    seconds: float
+    losses: list | None = None
+    log_evidence: float | None = None
+    diagnostics: dict = field(default_factory=dict)
+    params: dict | None = None
+    guide: Any = None
+    extras: dict = field(default_factory=dict)
+    sample_stats: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    problem: Problem | None = field(default=None, repr=False)
+    _idata: Any = field(default=None, repr=False)
+
+    @property
+    def samples(self) -> dict:
+        """``{site: (draws, *shape)}``, all chains concatenated."""
+        return self.get_samples()
+
+    def get_samples(self, group_by_chain: bool = False) -> dict:
+        if group_by_chain:
+            return dict(self.chains)
+        return {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in self.chains.items()}
+
+    @property
+    def num_chains(self) -> int:
+        return next(iter(self.chains.values())).shape[0] if self.chains else 0
+
+    def to_arviz(self):
+        """An ArviZ ``InferenceData`` (posterior, sample_stats, log_likelihood, posterior_predictive, observed_data)."""
+        if self._idata is None:
+            if self.problem is None:
+                raise ValueError("this Fit has neither its model nor a saved posterior; nothing to convert")
+            from ppgen.arviz_bridge import to_inference_data
+
+            self._idata = to_inference_data(self.problem, self.chains, self.sample_stats,
+                                            attrs={"ppgen_method": self.method, "ppgen_model": self.model_name})
+        return self._idata
+
+    def summary(self, **kwargs):
+        """ArviZ's summary table (pandas): mean, sd, hdi, mcse, ess_bulk, ess_tail, r_hat per parameter."""
+        from ppgen.arviz_bridge import az
+
+        idata = self.to_arviz()
+        names = [k for k in idata.posterior.data_vars]
+        return az.summary(idata, var_names=names, **kwargs)
+
+    def metrics(self) -> dict:
+        return {
+            "format": FORMAT,
+            "method": self.method,
+            "model": self.model_name,
+            "seconds": self.seconds,
+            "num_chains": self.num_chains,
+            "num_draws": int(next(iter(self.chains.values())).shape[1]) if self.chains else 0,
+            "log_evidence": self.log_evidence,
+            "final_loss": self.losses[-1] if self.losses else None,
+            "diagnostics": self.diagnostics,
+        }
+
+    def save(self, folder: str | Path, plots: bool = True) -> Path:
+        """Write a run folder: ``config.json``, ``posterior.nc`` (netCDF), ``summary.csv``, ``losses.csv``,
+        ``trace.png``, ``rank.png`` and ``metrics.json`` (written last: its presence marks a complete folder)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {**self.config, "versions": versions(), "command": " ".join(sys.argv)}
+        write_json(folder / "config.json", config)
+        if self.chains:
+            with atomic_path(folder / "posterior.nc") as tmp:
+                self.to_arviz().to_netcdf(str(tmp))
+            with atomic_path(folder / "summary.csv") as tmp:
+                self.summary().to_csv(tmp)
+            if plots:
+                from ppgen import plots as ppgen_plots
+
+                ppgen_plots.trace_and_rank(self.to_arviz(), folder)
+        if self.losses:
+            with atomic_path(folder / "losses.csv") as tmp:
+                np.savetxt(tmp, np.asarray(self.losses), header="loss", comments="")
+            if plots:
+                from ppgen import plots as ppgen_plots
+
+                ppgen_plots.loss_curve(self.losses, folder / "loss.png")
+        write_json(folder / "metrics.json", self.metrics())
+        return folder
+
+
+def load(folder: str | Path) -> Fit:
+    """Load a run folder written by :meth:`Fit.save`."""
+    from ppgen.arviz_bridge import az
+    from ppgen.errors import RunFolderError
+
+    folder = Path(folder)
+    metrics = read_json(folder / "metrics.json")
+    check_format(metrics, folder)
+    config = read_json(folder / "config.json")
+    chains, idata = {}, None
+    if (folder / "posterior.nc").exists():
+        try:
+            idata = az.from_netcdf(str(folder / "posterior.nc"))
+            chains = {k: torch.as_tensor(np.asarray(v.values)) for k, v in idata.posterior.data_vars.items()}
+        except Exception as e:  # netCDF/HDF5 readers raise many types for a damaged file
+            raise RunFolderError(f"{str(folder / 'posterior.nc')!r} is truncated or not a netCDF posterior ({e})") from None
+    losses = None
+    if (folder / "losses.csv").exists():
+        losses = np.loadtxt(folder / "losses.csv", skiprows=1, ndmin=1).tolist()
+    return Fit(method=metrics["method"], model_name=metrics["model"], chains=chains, seconds=metrics["seconds"],
+               losses=losses, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
+               config=config, _idata=idata)
+
+
+def versions() -> dict:
+    import pyro
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "pyro": pyro.__version__}
+    for name in ("numpyro", "jax", "arviz"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out

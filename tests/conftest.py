@@ -1,0 +1,31 @@
+"""Test-wide settings: nothing is written under ~, plots never need a display, JAX on the CPU."""
+import os
+import tempfile
+
+_CACHE = os.path.join(tempfile.gettempdir(), "ppgen-test-cache")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("XDG_CACHE_HOME", _CACHE)
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(_CACHE, "matplotlib"))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro_state():
+    """Every test starts with an empty param store and no leftover validation setting."""
+    import pyro
+
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()
