@@ -1,0 +1,107 @@
+"""The ``ppgen`` command: ``list``, ``fit``, ``diagnose``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SUMMARY_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ppgen", description="Fit generative models written as Pyro programs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered models and inference methods")
+
+    f = sub.add_parser("fit", help="fit a model and write a run folder")
+    f.add_argument("model", help="a registered model name or path/to/file.py:function")
+    f.add_argument("--method", default=None, help="inference method (default: the model's own default)")
+    f.add_argument("--data", default=None, help="a .json or .csv data file (default: the model's bundled data)")
+    f.add_argument("--out", default=None, help="run folder (default: runs/MODEL-METHOD)")
+    f.add_argument("--num-samples", type=int, default=1000)
+    f.add_argument("--num-warmup", type=int, default=1000)
+    f.add_argument("--num-chains", type=int, default=1)
+    f.add_argument("--steps", type=int, default=2000, help="optimization steps (svi, map)")
+    f.add_argument("--lr", type=float, default=None, help="learning rate (svi, map)")
+    f.add_argument("--guide", default=None, help="guide name for svi/map (normal, delta, mvn, lowrank, ...)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    f.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    d = sub.add_parser("diagnose", help="summary, warnings with hints, and diagnostic plots of a run folder")
+    d.add_argument("folder")
+    return p
+
+
+def _list() -> int:
+    from ppgen import inference, models
+
+    print("models:")
+    for spec in models.specs():
+        print(f"  {spec.name:<24} [{', '.join(spec.backends)}] {spec.description}")
+    print("methods:")
+    for spec in inference.specs():
+        print(f"  {spec.name:<24} ({spec.family}) {spec.description}")
+    return 0
+
+
+def _fit(args) -> int:
+    import ppgen
+    from ppgen import models
+    from ppgen.data import read_data_file
+
+    method = args.method
+    if method is None:
+        method = models.get(args.model).default_method if ":" not in args.model else "nuts"
+    data = read_data_file(args.data) if args.data else None
+    options = {"lr": args.lr} if args.lr is not None else {}
+    fit = ppgen.fit(args.model, data, method=method, guide=args.guide, num_samples=args.num_samples,
+                    num_warmup=args.num_warmup, num_chains=args.num_chains, steps=args.steps, seed=args.seed,
+                    device=args.device, progress=not args.no_progress, **options)
+    out = Path(args.out or f"runs/{fit.model_name}-{method}")
+    fit.save(out)
+    print(f"{fit.model_name} by {method}: {fit.seconds:.1f} s", end="")
+    if "divergences" in fit.diagnostics:
+        print(f", {fit.diagnostics['divergences']} divergences", end="")
+    if fit.log_evidence is not None:
+        print(f", log evidence {fit.log_evidence:.3f}", end="")
+    if "elbo" in fit.diagnostics:
+        print(f", ELBO {fit.diagnostics['elbo']:.3f}", end="")
+    print()
+    if fit.chains:
+        summary = fit.summary()
+        print(summary[[c for c in SUMMARY_COLUMNS if c in summary]].to_string(max_rows=40))
+    print(f"run folder: {out}")
+    return 0
+
+
+def _diagnose(args) -> int:
+    import ppgen
+    from ppgen import diagnose, plots
+
+    fit = ppgen.load(args.folder)
+    idata = fit.to_arviz()
+    summary = fit.summary()
+    print(summary[[c for c in SUMMARY_COLUMNS if c in summary]].to_string(max_rows=60))
+    found = diagnose.flags(idata, summary)
+    for flag in found:
+        print(flag)
+    if not found:
+        print("no problems found")
+    plots.trace_and_rank(idata, Path(args.folder))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ppgen.errors import PPGenError
+
+    try:
+        return {"list": _list, "fit": _fit, "diagnose": _diagnose}[args.command](*(() if args.command == "list" else (args,)))
+    except PPGenError as e:
+        print(f"ppgen: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
