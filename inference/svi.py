@@ -126,7 +126,8 @@ def _check_finite(loss, params: dict, step: int) -> None:
 def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) -> Fit:
     opts = dict(config.options)
     model = problem.enum_model
-    guide = make_guide(config.guide if config.guide is not None else default_guide, problem.continuous_model)
+    chosen = next(g for g in (config.guide, problem.guide, default_guide) if g is not None)
+    guide = make_guide(chosen, problem.continuous_model)
     elbo = opts.pop("elbo", "enum" if problem.has_discrete else "trace")
     if problem.has_discrete and isinstance(elbo, str) and elbo != "enum":
         raise UnknownNameError(f"model {problem.name!r} has discrete latents {problem.names('discrete')}; "

@@ -34,6 +34,8 @@ class ModelSpec:
     :param reference: optional zero-argument callable returning a reference posterior
         (``{param: {"mean": ..., "sd": ...}}``) for ``compare``.
     :param default_method: the method ``ppgen fit MODEL`` uses when none is given.
+    :param guide: the guide ``svi``/``map`` use when the caller gives none: a guide program (e.g. an
+        amortized encoder) or a guide name; ``None`` means the method's autoguide.
     """
 
     name: str
@@ -43,6 +45,7 @@ class ModelSpec:
     description: str = ""
     reference: Callable[[], dict] | None = None
     default_method: str = "nuts"
+    guide: Callable | str | None = None
     tags: tuple[str, ...] = field(default=())
 
 

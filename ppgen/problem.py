@@ -25,6 +25,7 @@ from pyro.poutine.messenger import Messenger
 
 from ppgen.device import placement, resolve_device
 from ppgen.errors import DataError, UnknownNameError
+from ppgen.models import ModelSpec
 
 __all__ = ["Problem", "RunConfig", "SiteInfo", "prepare", "resolve_model"]
 
@@ -78,6 +79,7 @@ class Problem:
     sites: dict[str, SiteInfo]
     max_plate_nesting: int
     observed: dict[str, torch.Tensor]  # each observed site's value, as the model saw it
+    guide: Callable | str | None = None  # the model's own guide (e.g. an amortized encoder), if it has one
 
     def names(self, *kinds: str) -> list[str]:
         return [n for n, s in self.sites.items() if s.kind in kinds]
@@ -100,22 +102,20 @@ class Problem:
         return placement(self.device, self.dtype)
 
 
-def resolve_model(model) -> tuple[str, Callable, Callable | None, tuple[str, ...]]:
-    """``(name, program, bundled-data factory or None, backends)`` for a callable, a registered
-    name or ``"path/to/file.py:function"``."""
+def resolve_model(model) -> ModelSpec:
+    """The :class:`~ppgen.models.ModelSpec` of a callable, a registered name or ``"path/to/file.py:function"``."""
     from ppgen import models
 
     if callable(model):
-        return getattr(model, "__name__", "model"), model, None, ("pyro", "numpyro")
+        return ModelSpec(getattr(model, "__name__", "model"), model, backends=_backends_of(model))
     if not isinstance(model, str):
         raise UnknownNameError(f"model must be a Pyro program, a registered name or 'file.py:function', got {type(model).__name__}")
     if ":" in model and model.split(":")[0].endswith(".py"):
         return _load_user_model(model)
-    spec = models.get(model)
-    return spec.name, spec.model, spec.data, spec.backends
+    return models.get(model)
 
 
-def _load_user_model(target: str):
+def _load_user_model(target: str) -> ModelSpec:
     path, _, fn_name = target.rpartition(":")
     if not Path(path).exists():
         raise UnknownNameError(f"model file {path!r} does not exist")
@@ -125,7 +125,15 @@ def _load_user_model(target: str):
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise UnknownNameError(f"{path!r} has no function {fn_name!r}")
-    return fn_name, fn, getattr(module, "data", None), ("pyro", "numpyro")
+    return ModelSpec(fn_name, fn, data=getattr(module, "data", None), backends=_backends_of(fn))
+
+
+def _backends_of(program: Callable) -> tuple[str, ...]:
+    """A program whose ``pyro`` is ``pyroapi``'s dispatching module runs on both backends."""
+    from pyroapi.dispatch import GenericModule
+
+    namespace = getattr(inspect.unwrap(program), "__globals__", {})
+    return ("pyro", "numpyro") if isinstance(namespace.get("pyro"), GenericModule) else ("pyro",)
 
 
 def to_tensors(data: dict, device: torch.device, dtype: torch.dtype) -> dict:
@@ -187,17 +195,22 @@ class _SiteTracker(Messenger):
         self.last = msg["name"]
 
 
+_MODEL_ERRORS = (ValueError, RuntimeError, IndexError, TypeError, AssertionError)
+
+
+def _failure(name: str, where: str, e: Exception) -> DataError:
+    message = str(e).split("\nTrace Shapes:")[0]
+    return DataError(f"model {name!r} fails on this data ({where}): {type(e).__name__}: {message}")
+
+
 def _trace(name: str, model: Callable, data: dict) -> poutine.Trace:
     tracker = _SiteTracker()
     try:
         with pyro.validation_enabled(True), poutine.block(), tracker:
-            tr = poutine.trace(model).get_trace(**data)
-            tr.compute_log_prob()
-        return tr
-    except (ValueError, RuntimeError, IndexError, TypeError, AssertionError) as e:
+            return poutine.trace(model).get_trace(**data)
+    except _MODEL_ERRORS as e:
         where = f"after site {tracker.last!r}" if tracker.last else "before its first sample site"
-        message = str(e).split("\nTrace Shapes:")[0]
-        raise DataError(f"model {name!r} fails on this data ({where}): {type(e).__name__}: {message}") from e
+        raise _failure(name, where, e) from e
 
 
 def _site_kind(site) -> str:
@@ -213,7 +226,7 @@ def _site_kind(site) -> str:
     return "latent"
 
 
-def _check_observed(name: str, site, data_keys) -> None:
+def _check_observed(name: str, site) -> None:
     value, fn = site["value"], site["fn"]
     if value.is_floating_point() and not torch.isfinite(value).all():
         raise DataError(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
@@ -241,18 +254,28 @@ def _describe(tr: poutine.Trace) -> tuple[dict[str, SiteInfo], int]:
             continue
         plates = tuple((f.name, f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized)
         dims += [f.dim for f in site["cond_indep_stack"] if f.vectorized]
-        value = site["value"]
-        sites[site["name"]] = SiteInfo(site["name"], tuple(value.shape), site["fn"].event_dim, plates, _site_kind(site))
+        shape, kind = tuple(site["value"].shape), _site_kind(site)
+        event_dim = site["fn"].event_dim
+        if kind == "deterministic" and _plates_cover(shape, plates):
+            event_dim = 0  # pyro.deterministic marks every dim as event; inside plates they are the plates'
+        sites[site["name"]] = SiteInfo(site["name"], shape, event_dim, plates, kind)
     return sites, (-min(dims) if dims else 0)
+
+
+def _plates_cover(shape: tuple, plates: tuple) -> bool:
+    """Whether every axis of ``shape`` lines up with a plate (same size, or 1)."""
+    sizes = {dim: size for _, dim, size in plates}
+    return all(-i in sizes and shape[-i] in (sizes[-i], 1) for i in range(1, len(shape) + 1))
 
 
 def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None = None) -> Problem:
     """Resolve ``model``, move ``data`` to ``device`` and validate them together (see module doc)."""
-    name, program, bundled, backends = resolve_model(model)
+    spec = resolve_model(model)
+    name, program, backends = spec.name, spec.model, spec.backends
     if data is None:
-        if bundled is None:
+        if spec.data is None:
             raise DataError(f"model {name!r} has no bundled data: pass data=... (a dict of name -> array)")
-        data = bundled()
+        data = spec.data()
     dev = resolve_device(device)
     dtype = dtype or torch.get_default_dtype()
     tensors = to_tensors(data, dev, dtype)
@@ -263,7 +286,12 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
     sites, max_plate_nesting = _describe(tr)
     observed = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.get(s["name"]) and sites[s["name"]].kind == "observed"]
     for site in observed:
-        _check_observed(name, site, tensors)
+        _check_observed(name, site)
+    try:
+        with pyro.validation_enabled(True):
+            tr.compute_log_prob()
+    except _MODEL_ERRORS as e:
+        raise _failure(name, "computing its log density", e) from e
     if not observed and not any(s.kind == "factor" for s in sites.values()):
         params = inspect.signature(program).parameters
         unused = [p for p in params if p not in tensors and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
@@ -271,4 +299,4 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
         raise DataError(f"model {name!r} observes nothing with the data given ({', '.join(tensors) or 'none'}){hint}: "
                         f"without observed data the posterior is the prior")
     return Problem(name, program, tensors, dev, dtype, backends, sites, max_plate_nesting,
-                   {site["name"]: site["value"] for site in observed})
+                   {site["name"]: site["value"] for site in observed}, spec.guide)
