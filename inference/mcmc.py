@@ -3,49 +3,109 @@ Monte Carlo with a fixed trajectory length), both with step size and mass matrix
 
 Discrete latents are summed out of the potential energy by enumeration, then sampled from their
 exact conditional given each draw (:func:`ppgen.posterior.complete`). ``jit=True`` compiles the
-potential energy with the PyTorch JIT.
+potential energy with the PyTorch JIT (often several times faster; opt-in, as tracing fails on
+programs whose structure depends on values). Initialization tries median, then a prior draw, then
+uniform in (-2, 2) on the unconstrained space, and says which sites stopped all three.
+
+With a checkpoint folder, chains run one at a time and each is written when it finishes; a resumed
+run starts at the first chain not written.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Callable
 
 import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
-from pyro.infer.autoguide.initialization import init_to_median
+from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_uniform
 
 from ppgen import posterior
+from ppgen.errors import NotApplicableError
+from ppgen.inference import checkpoint as checkpointing
 from ppgen.inference import register
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
+INIT_STRATEGIES = (init_to_median, init_to_sample, init_to_uniform)
 
-def _run(problem: Problem, config: RunConfig, kernel_cls) -> Fit:
-    opts = dict(config.options)
-    jit = opts.pop("jit", False)
-    kernel = kernel_cls(problem.enum_model, max_plate_nesting=problem.max_plate_nesting, jit_compile=jit,
-                        ignore_jit_warnings=True, init_strategy=opts.pop("init_strategy", init_to_median), **opts)
-    mcmc = MCMC(kernel, num_samples=config.num_samples, warmup_steps=config.num_warmup,
-                num_chains=config.num_chains, disable_progbar=not config.progress)
-    pyro.set_rng_seed(config.seed)
-    start = time.perf_counter()
-    with problem.placement():
-        mcmc.run(**problem.data)
-    seconds = time.perf_counter() - start
-    grouped = mcmc.get_samples(group_by_chain=True)
+
+def sample_chains(config: RunConfig, run: Callable) -> tuple[dict, dict]:
+    """``run(num_chains, seed) -> (draws, stats)``, each ``{name: (chains, draws, ...)}``.
+
+    Without a checkpoint folder, one call runs every chain. With one, each chain is a call of its
+    own (seed + chain index) whose result is saved when it finishes; saved chains are loaded instead.
+    """
+    if config.checkpoint_dir is None:
+        return run(config.num_chains, config.seed)
+    parts = []
+    for chain in range(config.num_chains):
+        saved = checkpointing.load_chain(Path(config.checkpoint_dir), chain)
+        if saved is None:
+            with checkpointing.StopRequest() as stop:
+                saved = run(1, config.seed + chain)
+            checkpointing.save_chain(Path(config.checkpoint_dir), chain, *saved)
+            if stop.requested and chain + 1 < config.num_chains:
+                raise checkpointing.Interrupted(f"MCMC interrupted after chain {chain + 1} of {config.num_chains}; "
+                                                f"finished chains saved in {config.checkpoint_dir}")
+        parts.append(saved)
+    return ({k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]},
+            {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]})
+
+
+def mcmc_fit(problem: Problem, config: RunConfig, grouped: dict, stats: dict, seconds: float) -> Fit:
+    """A :class:`Fit` from draws of the continuous latents grouped by chain, completed with the
+    deterministic and discrete sites."""
     c, d = config.num_chains, config.num_samples
     with problem.placement():
-        flat = posterior.complete(problem, {k: v.reshape((c * d,) + tuple(v.shape[2:])) for k, v in grouped.items()})
+        draws = {k: v.to(problem.device).reshape((c * d,) + tuple(v.shape[2:])) for k, v in grouped.items()}
+        flat = posterior.complete(problem, draws)
     chains = {k: v.reshape((c, d) + tuple(v.shape[1:])) for k, v in flat.items()}
-    stats = mcmc.diagnostics()
-    diverging = torch.zeros(c, d, dtype=torch.bool)
-    for i in range(c):
-        idx = [j for j in stats.get("divergences", {}).get(f"chain {i}", []) if 0 <= j < d]  # warmup ones are negative
-        diverging[i, idx] = True
-    accept = [float(v) for v in stats.get("acceptance rate", {}).values()]
+    diagnostics = {"divergences": int(stats["diverging"].sum())}
+    if "acceptance_rate" in stats:
+        diagnostics["accept_rate"] = stats["acceptance_rate"].float().mean(-1).tolist()
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds,
-               diagnostics={"divergences": int(diverging.sum()), "accept_rate": accept},
-               sample_stats={"diverging": diverging}, problem=problem)
+               diagnostics=diagnostics, sample_stats=stats, problem=problem)
+
+
+def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
+    opts = dict(config.options)
+    jit = opts.pop("jit", False)
+    strategies = (opts.pop("init_strategy"),) if "init_strategy" in opts else INIT_STRATEGIES
+
+    def run(num_chains: int, seed: int) -> tuple[dict, dict]:
+        for i, strategy in enumerate(strategies):
+            kernel = kernel_cls(problem.enum_model, max_plate_nesting=problem.max_plate_nesting, jit_compile=jit,
+                                ignore_jit_warnings=True, init_strategy=strategy, **opts)
+            mcmc = MCMC(kernel, num_samples=config.num_samples, warmup_steps=config.num_warmup,
+                        num_chains=num_chains, disable_progbar=not config.progress)
+            pyro.set_rng_seed(seed)
+            try:
+                with problem.placement():
+                    mcmc.run(**problem.data)
+                break
+            except RuntimeError as e:
+                if "cannot find valid initial params" not in str(e):
+                    raise
+                if i + 1 == len(strategies):
+                    raise NotApplicableError(f"{config.method}: no valid initial values for model {problem.name!r} "
+                                             f"after trying {', '.join(s.__name__ for s in strategies)}: the log density "
+                                             f"is -inf or NaN at all of them; check priors and data support") from None
+        grouped = {k: v.detach().cpu() for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        diverging = torch.zeros(num_chains, config.num_samples, dtype=torch.bool)
+        divergences = mcmc.diagnostics().get("divergences", {})
+        for chain in range(num_chains):  # sample indices; warmup divergences come out negative
+            diverging[chain, [j for j in divergences.get(f"chain {chain}", []) if 0 <= j < config.num_samples]] = True
+        return grouped, {"diverging": diverging}
+
+    return run
+
+
+def _run(problem: Problem, config: RunConfig, kernel_cls) -> Fit:
+    start = time.perf_counter()
+    grouped, stats = sample_chains(config, _pyro_run(problem, config, kernel_cls))
+    return mcmc_fit(problem, config, grouped, stats, time.perf_counter() - start)
 
 
 @register("nuts", family="mcmc")

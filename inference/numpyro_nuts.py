@@ -6,7 +6,9 @@ Discrete latents are enumerated by NumPyro (through funsor); afterwards every en
 completed the same way, on the Pyro side (deterministic sites, discrete latents from their exact
 conditional), so ``numpyro-nuts`` and ``nuts`` report the same sites.
 
-Models that use torch directly cannot run here; registered models say which backends they support.
+Options: ``chain_method`` (``"sequential"``, ``"parallel"`` across JAX devices, ``"vectorized"``),
+and NUTS's own (``target_accept_prob``, ``max_tree_depth``, ...). Models that use torch directly
+cannot run here; registered models say which backends they support.
 """
 from __future__ import annotations
 
@@ -15,15 +17,17 @@ import time
 import numpy as np
 import torch
 
-from ppgen import posterior
 from ppgen.backend import numpyro_backend, to_jax
 from ppgen.errors import NotApplicableError
 from ppgen.inference import register
+from ppgen.inference.mcmc import mcmc_fit, sample_chains
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
+EXTRA_FIELDS = {"diverging": "diverging", "accept_prob": "acceptance_rate", "energy": "energy", "num_steps": "n_steps"}
 
-def numpyro_mcmc(problem: Problem, config: RunConfig):
+
+def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
     """A configured (not yet run) ``numpyro.infer.MCMC`` for ``problem``'s program."""
     from numpyro.infer import MCMC, NUTS, init_to_median
 
@@ -35,39 +39,55 @@ def numpyro_mcmc(problem: Problem, config: RunConfig):
 
         model = config_enumerate(model)
     kernel = NUTS(model, init_strategy=init_to_median, **opts)
-    return MCMC(kernel, num_warmup=config.num_warmup, num_samples=config.num_samples, num_chains=config.num_chains,
+    return MCMC(kernel, num_warmup=config.num_warmup, num_samples=config.num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=config.progress)
+
+
+def _numpyro_run(problem: Problem, config: RunConfig):
+    import jax
+
+    data = to_jax(problem.data)
+
+    def run(num_chains: int, seed: int) -> tuple[dict, dict]:
+        mcmc = numpyro_mcmc(problem, config, num_chains)
+        try:
+            with numpyro_backend():
+                mcmc.run(jax.random.PRNGKey(seed), extra_fields=tuple(EXTRA_FIELDS), **data)
+                samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+        except NotImplementedError as e:
+            raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
+        draws = {k: torch.as_tensor(np.array(samples[k]), dtype=problem.dtype) for k in problem.names("latent")}
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        return draws, {ours: torch.as_tensor(np.array(extra[theirs])) for theirs, ours in EXTRA_FIELDS.items()}
+
+    return run
+
+
+def _check_runs_on_numpyro(problem: Problem) -> None:
+    """One uncompiled NumPyro trace: every latent of the Pyro trace must appear in it."""
+    from numpyro import handlers
+
+    try:
+        with numpyro_backend():
+            trace = handlers.trace(handlers.seed(problem.model, 0)).get_trace(**to_jax(problem.data))
+    except NotImplementedError as e:
+        raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
+    except Exception as e:  # torch code fed JAX arrays fails in many ways
+        raise NotApplicableError(f"model {problem.name!r} does not run on NumPyro ({type(e).__name__}: {e}); "
+                                 f"write it with `from pyroapi import pyro, distributions as dist`") from None
+    missing = [k for k in problem.names("latent") if k not in trace]
+    if missing:
+        raise NotApplicableError(f"model {problem.name!r} did not run on NumPyro: latent(s) {', '.join(missing)} never "
+                                 f"reached it (write it with `from pyroapi import pyro, distributions as dist`)")
 
 
 @register("numpyro-nuts", family="mcmc", backend="numpyro")
 def run_numpyro_nuts(problem: Problem, config: RunConfig) -> Fit:
     """NumPyro's No-U-Turn sampler on the same (pyroapi) program, compiled by JAX."""
-    import jax
-
     if "numpyro" not in problem.backends:
         raise NotApplicableError(f"model {problem.name!r} is written for Pyro only; numpyro-nuts needs a program "
                                  f"written with `from pyroapi import pyro, distributions as dist`")
-    mcmc = numpyro_mcmc(problem, config)
-    data = to_jax(problem.data)
+    _check_runs_on_numpyro(problem)
     start = time.perf_counter()
-    try:
-        with numpyro_backend():
-            mcmc.run(jax.random.PRNGKey(config.seed), extra_fields=("diverging", "accept_prob", "energy", "num_steps"), **data)
-            samples = mcmc.get_samples(group_by_chain=True)
-    except NotImplementedError as e:
-        raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
-    jax.block_until_ready(samples)
-    seconds = time.perf_counter() - start
-    c, d = config.num_chains, config.num_samples
-    latent = {k: torch.as_tensor(np.asarray(samples[k]), device=problem.device, dtype=problem.dtype)
-              for k in problem.names("latent")}
-    with problem.placement():
-        flat = posterior.complete(problem, {k: v.reshape((c * d,) + tuple(v.shape[2:])) for k, v in latent.items()})
-    chains = {k: v.reshape((c, d) + tuple(v.shape[1:])) for k, v in flat.items()}
-    extra = {k: torch.as_tensor(np.asarray(v)) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    stats = {"diverging": extra["diverging"], "acceptance_rate": extra["accept_prob"], "energy": extra["energy"],
-             "n_steps": extra["num_steps"]}
-    return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds,
-               diagnostics={"divergences": int(extra["diverging"].sum()),
-                            "accept_rate": extra["accept_prob"].mean(-1).tolist()},
-               sample_stats=stats, problem=problem)
+    grouped, stats = sample_chains(config, _numpyro_run(problem, config))
+    return mcmc_fit(problem, config, grouped, stats, time.perf_counter() - start)

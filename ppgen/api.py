@@ -1,6 +1,7 @@
 """``ppgen.fit``: one entry point over every inference method."""
 from __future__ import annotations
 
+import pyro
 import torch
 
 from ppgen import inference
@@ -10,7 +11,7 @@ from ppgen.results import Fit
 
 def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_samples: int = 1000,
         num_warmup: int = 1000, num_chains: int = 1, steps: int = 2000, seed: int = 0, device="auto",
-        dtype: torch.dtype | None = None, progress: bool = True, **options) -> Fit:
+        dtype: torch.dtype | None = None, progress: bool = True, checkpoint_dir=None, **options) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
 
     :param model: a Pyro program taking the data as keyword arguments, a registered name
@@ -23,6 +24,9 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
     :param steps: optimization steps for ``svi``/``map``.
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the data and every tensor live.
     :param dtype: floating dtype for array data (default: torch's default dtype).
+    :param checkpoint_dir: a folder for long runs: SVI saves its state there every
+        ``checkpoint_every`` steps, MCMC each finished chain; a run pointed at a folder that holds
+        such state resumes from it. SIGINT/SIGTERM stop cleanly after saving.
     :param options: method-specific options (``lr``, ``elbo``, ``num_particles``, ``clip_norm`` for
         SVI; ``jit``, ``target_accept_prob``, ``max_tree_depth`` for NUTS; ...).
 
@@ -34,10 +38,13 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     if not isinstance(num_chains, int) or num_chains < 1:
         raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+    pyro.set_rng_seed(seed)  # one seed fixes torch, numpy and Python's RNGs; JAX keys derive from it too
     problem = prepare(model, data, device=device, dtype=dtype)
     config = RunConfig(method=method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,
-                       num_chains=num_chains, steps=steps, seed=seed, progress=progress, options=options)
-    result = spec.run(problem, config)
+                       num_chains=num_chains, steps=steps, seed=seed, progress=progress, options=options,
+                       checkpoint_dir=checkpoint_dir)
+    with pyro.validation_enabled(True):
+        result = spec.run(problem, config)
     result.config = {"model": problem.name, "method": method, "num_samples": num_samples, "num_warmup": num_warmup,
                      "num_chains": num_chains, "steps": steps, "seed": seed, "device": str(problem.device),
                      "dtype": str(problem.dtype), "guide": guide if isinstance(guide, str) or guide is None else

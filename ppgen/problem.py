@@ -64,6 +64,7 @@ class RunConfig:
     seed: int = 0
     progress: bool = True
     options: dict = field(default_factory=dict)
+    checkpoint_dir: str | Path | None = None  # where long runs save state and resume from
 
 
 @dataclass
