@@ -1,0 +1,367 @@
+"""Discrete Bayes networks (lecture 2): a DAG with one conditional probability table per node,
+
+    p(x_1, ..., x_n) = prod_i p(x_i | x_pa(i)),
+
+so a net needs sum_i (card_i - 1) prod_{j in pa(i)} card_j parameters instead of prod_i card_i - 1.
+
+The net *is* a Pyro program: the nodes in topological order, each
+``x_v ~ Categorical(cpt_v[x_pa(v)])`` marked for parallel enumeration. Exact inference is variable
+elimination over that program (:mod:`ppgen.inference.exact`): a query, the evidence and the MAP
+assignment cost what the graph's treewidth says, not what the joint's size says.
+
+Learning puts a Dirichlet prior on every CPT row and reads a table of rows with -1 for a missing
+value; missing values are enumerated out. With complete data the posterior is conjugate,
+``Dirichlet(concentration + counts)``; otherwise ``svi``, ``map`` or ``nuts`` through :func:`ppgen.fit`.
+
+    >>> bn = sprinkler()
+    >>> bn.query(["rain"], evidence={"wet": 1})     # tensor([0.6423, 0.3577])
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+
+from ppgen.errors import DataError, NotApplicableError
+from ppgen.inference.exact import infer_values, log_joint
+from ppgen.models import register
+
+__all__ = ["BayesNet", "sprinkler", "student", "bundled_table"]
+
+ENUM = {"enumerate": "parallel"}
+
+
+class BayesNet:
+    """A discrete Bayes network.
+
+    :param parents: ``{variable: [its parents, in the order of the CPT's axes]}``.
+    :param cpts: ``{variable: table}``; ``cpts[v]`` has shape ``(*cards of parents, card(v))`` and its
+        last axis sums to 1. Cardinalities are read off the last axes.
+    :param dtype, device: of the CPT tensors (float64 by default: exact answers to 1e-12).
+    """
+
+    def __init__(self, parents: Mapping[str, Sequence[str]], cpts: Mapping[str, object],
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
+        self.parents = {v: tuple(ps) for v, ps in parents.items()}
+        self.variables = _topological_order(self.parents, cpts)
+        self.cpts = {v: torch.as_tensor(cpts[v], dtype=dtype, device=device)
+                     for v in self.variables}
+        self.cards = {v: self.cpts[v].shape[-1] if self.cpts[v].dim() else 0 for v in self.variables}
+        for v in self.variables:
+            _check_cpt(v, self.cpts[v], [(p, self.cards[p]) for p in self.parents[v]])
+
+    @property
+    def device(self) -> torch.device:
+        return self.cpts[self.variables[0]].device
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{v}|{','.join(self.parents[v])}" if self.parents[v] else v for v in self.variables)
+        return f"BayesNet({nodes})"
+
+    # ---- the generative story -------------------------------------------------------------
+    def program(self, evidence: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None,
+                keep: Sequence[str] | None = None):
+        """The net as a Pyro program; ``evidence`` clamps some nodes, the others are enumerated.
+        With ``num_samples`` the net is repeated ``num_samples`` times in a plate (dim -1). With
+        ``keep``, only those nodes and their ancestors are generated: the other nodes are barren
+        (they sum to 1), so the marginal of what is kept is unchanged."""
+        variables = self.variables if keep is None else self.ancestors(keep)
+        with pyro.plate("samples", num_samples) if num_samples else contextlib.nullcontext():
+            return self._generate(self.cpts, evidence or {}, variables)
+
+    def learning_program(self, x: torch.Tensor, concentration: float = 1.0):
+        """Bayesian learning: every CPT row ~ Dirichlet(concentration), then the rows of the table
+        ``x`` (n, num variables; -1 = missing, enumerated out) drawn from the net."""
+        x = self.table(x)
+        tables = {}
+        for v in self.variables:  # cpt_v: (*parent cards, card_v), one simplex per row, on x's device
+            alpha = torch.full(self.cpts[v].shape, concentration, dtype=torch.get_default_dtype(), device=x.device)
+            tables[v] = pyro.sample(f"cpt_{v}", dist.Dirichlet(alpha).to_event(alpha.dim() - 1))
+        with pyro.plate("rows", x.shape[0]):
+            return self._generate(tables, {v: x[:, j] for j, v in enumerate(self.variables)}, self.variables)
+
+    def _generate(self, tables: Mapping[str, torch.Tensor], observed: Mapping[str, torch.Tensor],
+                  variables: Sequence[str]) -> dict:
+        # tables[v]: (*batch, *parent cards, card_v); Vindex broadcasts batch and enumeration dims
+        values = {}
+        for v in variables:
+            probs = Vindex(tables[v])[(..., *(values[p] for p in self.parents[v]), slice(None))]
+            values[v] = _categorical(v, probs, observed.get(v))
+        return values
+
+    # ---- exact inference ------------------------------------------------------------------
+    def query(self, variables: Sequence[str], evidence: Mapping[str, int] | None = None) -> torch.Tensor:
+        """The exact posterior ``p(variables | evidence)``: a table with one axis per variable, in the
+        order given."""
+        variables = list(variables)
+        evidence = self._evidence(evidence)
+        if not variables:
+            raise DataError("query needs at least one variable")
+        for v in variables:
+            self._check_name(v, "queried")
+            if v in evidence:
+                raise DataError(f"variable {v!r} is both queried and observed (evidence {v}={int(evidence[v])})")
+        if len(set(variables)) != len(variables):
+            raise DataError(f"query lists a variable twice: {variables}")
+        table = log_joint(self.program, variables, evidence, keep=[*variables, *evidence])
+        return (table - table.logsumexp(tuple(range(table.dim())), keepdim=True)).exp()
+
+    def log_evidence(self, evidence: Mapping[str, int] | None = None) -> torch.Tensor:
+        """``log p(evidence)``, all other nodes summed out (0 for no evidence)."""
+        evidence = self._evidence(evidence)
+        if not evidence:
+            return self.cpts[self.variables[0]].new_zeros(())
+        return log_joint(self.program, (), evidence, keep=list(evidence))
+
+    def map(self, evidence: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The most probable joint assignment of all unobserved nodes, ``argmax_z p(z | evidence)``."""
+        evidence = self._evidence(evidence)
+        values = infer_values(self.program, evidence, temperature=0)
+        return {v: int(values[v]) for v in self.variables if v not in evidence}
+
+    def sample(self, n: int, evidence: Mapping[str, int] | None = None, seed: int | None = None) -> torch.Tensor:
+        """``n`` exact draws from ``p(x | evidence)`` as an ``(n, num variables)`` long table (columns in
+        :attr:`variables` order): ancestral sampling, or forward filtering / backward sampling given evidence."""
+        evidence = self._evidence(evidence)
+        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
+            if seed is not None:
+                torch.manual_seed(seed)
+            values = infer_values(self.program, evidence, n, temperature=1, first_available_dim=-2)
+        return torch.stack([evidence[v].expand(n) if v in evidence else values[v].reshape(n)
+                            for v in self.variables], -1).to(device=self.device, dtype=torch.long)
+
+    def ancestors(self, variables: Sequence[str]) -> tuple[str, ...]:
+        """``variables`` and all their ancestors, in topological order."""
+        closed, stack = set(), list(variables)
+        while stack:
+            v = stack.pop()
+            if v not in closed:
+                closed.add(v)
+                stack.extend(self.parents[v])
+        return tuple(v for v in self.variables if v in closed)
+
+    # ---- parameters and learning ----------------------------------------------------------
+    def num_parameters(self, factorized: bool = True) -> int:
+        """Free parameters of the net; ``factorized=False``: of the full joint table, ``prod(cards) - 1``."""
+        if not factorized:
+            return math.prod(self.cards.values()) - 1
+        return sum(math.prod(self.cards[p] for p in self.parents[v]) * (self.cards[v] - 1) for v in self.variables)
+
+    def fit(self, data, method: str = "auto", concentration: float = 1.0, **options) -> "BayesNet":
+        """Learn the CPTs from a table with -1 for missing values; returns ``self``.
+
+        ``method="exact"`` (complete data only): the conjugate posterior ``Dirichlet(concentration + counts)``
+        in :attr:`posterior_`; the CPTs become its mean. ``"map"``, ``"svi"``, ``"nuts"``: :func:`ppgen.fit`
+        on :meth:`learning_program` (missing values enumerated out; ``options`` go to it); the
+        :class:`ppgen.results.Fit` is kept in :attr:`fit_` and the CPTs become the posterior mean
+        (the MAP point for ``map``). ``"auto"``: exact when the table is complete, else ``map``.
+        """
+        x = self.table(data)
+        complete = bool((x >= 0).all())
+        if method == "auto":
+            method = "exact" if complete else "map"
+        if method == "exact":
+            if not complete:
+                raise NotApplicableError("the conjugate posterior needs complete data; the table has -1 entries "
+                                         "(use method='map', 'svi' or 'nuts' to enumerate them out)")
+            counts = self.counts(x)
+            self.posterior_ = {v: dist.Dirichlet(concentration + counts[v]) for v in self.variables}
+            self.cpts = {v: self.posterior_[v].mean for v in self.variables}
+            return self
+        import ppgen
+
+        if method == "map":
+            options.setdefault("num_samples", 1)  # a point mass: one draw says it all
+        with pyro.get_param_store().scope():  # fresh guide parameters for every fit
+            self.fit_ = ppgen.fit(self.learning_program, {"x": x, "concentration": concentration},
+                                  method=method, **options)
+        for v in self.variables:
+            mean = self.fit_.samples[f"cpt_{v}"].mean(0).to(self.cpts[v])
+            self.cpts[v] = mean / mean.sum(-1, keepdim=True)
+        return self
+
+    def counts(self, data) -> dict[str, torch.Tensor]:
+        """Sufficient statistics of a complete table: ``counts[v][*parent values, value]``."""
+        x = self.table(data)
+        counts = {}
+        for v in self.variables:
+            family = (*self.parents[v], v)
+            shape = tuple(self.cards[u] for u in family)
+            flat = torch.zeros_like(x[:, 0])
+            for u in family:
+                flat = flat * self.cards[u] + x[:, self.variables.index(u)]
+            counts[v] = torch.bincount(flat, minlength=math.prod(shape)).reshape(shape).to(self.cpts[v])
+        return counts
+
+    # ---- validation -----------------------------------------------------------------------
+    def table(self, data) -> torch.Tensor:
+        """``data`` (an (n, num variables) array, or a dict / DataFrame of columns) as a validated long
+        tensor (on the data's device if it is a tensor, else the CPTs'), columns in :attr:`variables`
+        order; -1 marks a missing value."""
+        if hasattr(data, "columns") or isinstance(data, Mapping):
+            columns = {str(k): data[k] for k in (data.columns if hasattr(data, "columns") else data)}
+            unknown = sorted(set(columns) - set(self.variables))
+            if unknown:
+                raise DataError(f"data has columns {unknown} that are not variables of the net {list(self.variables)}")
+            missing = [v for v in self.variables if v not in columns]
+            if missing:
+                raise DataError(f"data lacks columns for variables {missing}")
+            data = np.stack([np.asarray(columns[v]) for v in self.variables], -1)
+        x = torch.as_tensor(data, device=data.device if isinstance(data, torch.Tensor) else self.device)
+        if x.dim() != 2 or x.shape[1] != len(self.variables):
+            raise DataError(f"data must be an (n, {len(self.variables)}) table with columns {list(self.variables)} "
+                            f"(-1 = missing); got shape {tuple(x.shape)}")
+        if x.is_floating_point() and not bool((x == x.round()).all()):
+            raise DataError("data must hold integer states (-1 = missing); found non-integer values or NaN")
+        x = x.long()
+        for j, v in enumerate(self.variables):
+            bad = (x[:, j] < -1) | (x[:, j] >= self.cards[v])
+            if bool(bad.any()):
+                value = int(x[:, j][bad][0])
+                raise DataError(f"variable {v!r} takes values 0..{self.cards[v] - 1} (-1 = missing); "
+                                f"row {int(bad.nonzero()[0])} has {value}")
+        return x
+
+    def _check_name(self, v: str, role: str) -> None:
+        if v not in self.cards:
+            raise DataError(f"{role} variable {v!r} is not in the net; variables: {list(self.variables)}")
+
+    def _evidence(self, evidence: Mapping[str, int] | None) -> dict[str, torch.Tensor]:
+        checked = {}
+        for v, value in (evidence or {}).items():
+            self._check_name(v, "evidence")
+            value = torch.as_tensor(value, device=self.device)
+            if value.dim() != 0 or (value.is_floating_point() and value != value.round()):
+                raise DataError(f"evidence on {v!r} must be one integer state; got {value.tolist()}")
+            if not 0 <= int(value) < self.cards[v]:
+                raise DataError(f"evidence {v}={int(value)} is out of range: {v!r} takes values 0..{self.cards[v] - 1}")
+            checked[v] = value.long()
+        return checked
+
+
+def _categorical(name: str, probs: torch.Tensor, value: torch.Tensor | None) -> torch.Tensor:
+    """``x ~ Categorical(probs)``: observed where ``value >= 0``, enumerated where it is -1 or ``None``.
+
+    A partly observed column is enumerated in every row, with a log-indicator factor
+    ``log 1[x = value]`` on the observed rows, so each row contributes exactly ``p(value | parents)``.
+    """
+    if value is None:
+        return pyro.sample(name, dist.Categorical(probs), infer=ENUM)
+    missing = value < 0
+    if not bool(missing.any()):
+        return pyro.sample(name, dist.Categorical(probs), obs=value)
+    x = pyro.sample(name, dist.Categorical(probs), infer=ENUM)
+    consistent = missing | (x == value)
+    pyro.factor(f"{name}_observed", probs.new_zeros(consistent.shape).masked_fill(~consistent, -math.inf))
+    return x
+
+
+def _topological_order(parents: Mapping[str, tuple], cpts: Mapping[str, object]) -> tuple[str, ...]:
+    """The variables, parents before children (Kahn's algorithm, stable in the given order);
+    clear errors for a missing CPT, an unknown parent or a cycle."""
+    for v in parents:
+        if v not in cpts:
+            raise DataError(f"variable {v!r} has no CPT")
+    for v in cpts:
+        if v not in parents:
+            raise DataError(f"CPT given for {v!r}, which is not in parents (list its parents, [] for a root)")
+    for v, ps in parents.items():
+        for p in ps:
+            if p not in parents:
+                raise DataError(f"parent {p!r} of {v!r} is not a variable of the net")
+        if len(set(ps)) != len(ps):
+            raise DataError(f"variable {v!r} lists a parent twice: {list(ps)}")
+    order, placed = [], set()
+    while len(order) < len(parents):
+        ready = [v for v in parents if v not in placed and all(p in placed for p in parents[v])]
+        if not ready:
+            raise DataError(f"the graph has a cycle: {' -> '.join(_cycle(parents, placed))}")
+        order.extend(ready)
+        placed.update(ready)
+    return tuple(order)
+
+
+def _cycle(parents: Mapping[str, tuple], placed: set) -> list[str]:
+    """A cycle among the unplaced variables: follow unplaced parents until a variable repeats."""
+    v = next(u for u in parents if u not in placed)
+    path = []
+    while v not in path:
+        path.append(v)
+        v = next(p for p in parents[v] if p not in placed)
+    cycle = path[path.index(v):] + [v]
+    return cycle[::-1]  # parent -> child
+
+
+def _check_cpt(v: str, cpt: torch.Tensor, parents: list[tuple[str, int]]) -> None:
+    expected = tuple(card for _, card in parents)
+    if cpt.dim() != len(parents) + 1 or tuple(cpt.shape[:-1]) != expected or cpt.shape[-1] < 1:
+        given = ", ".join(f"{p}: {card}" for p, card in parents) or "none"
+        raise DataError(f"CPT of {v!r} must have shape (*cards of its parents, card of {v!r}) = "
+                        f"{(*expected, 'card')} (parents {given}); got {tuple(cpt.shape)}")
+    if not bool(torch.isfinite(cpt).all()) or bool((cpt < 0).any()):
+        raise DataError(f"CPT of {v!r} has negative or non-finite entries")
+    sums = cpt.sum(-1)
+    bad = (sums - 1).abs() > 1e-6
+    if bool(bad.any()):
+        row = tuple(int(i) for i in bad.nonzero()[0])
+        raise DataError(f"CPT rows of {v!r} must sum to 1; row {row} (parents {[p for p, _ in parents]}) "
+                        f"sums to {float(sums[row]):.6g}")
+
+
+# ---- built-in networks --------------------------------------------------------------------------
+def sprinkler(**kwargs) -> BayesNet:
+    """The lecture's sprinkler net: rain -> sprinkler, (rain, sprinkler) -> wet grass; p(rain | wet) = 0.3577."""
+    return BayesNet(
+        parents={"rain": [], "sprinkler": ["rain"], "wet": ["rain", "sprinkler"]},
+        cpts={"rain": [0.8, 0.2],
+              "sprinkler": [[0.6, 0.4], [0.99, 0.01]],
+              "wet": [[[1.0, 0.0], [0.1, 0.9]],      # no rain: sprinkler off, on
+                      [[0.2, 0.8], [0.01, 0.99]]]},  # rain:    sprinkler off, on
+        **kwargs,
+    )
+
+
+def student(**kwargs) -> BayesNet:
+    """Koller & Friedman's student net (the lecture's example): difficulty, intelligence -> grade;
+    intelligence -> sat; grade -> letter. Grade 0 is the best (A); 15 parameters instead of 47."""
+    return BayesNet(
+        parents={"difficulty": [], "intelligence": [], "grade": ["difficulty", "intelligence"],
+                 "sat": ["intelligence"], "letter": ["grade"]},
+        cpts={"difficulty": [0.6, 0.4],
+              "intelligence": [0.7, 0.3],
+              "grade": [[[0.3, 0.4, 0.3], [0.9, 0.08, 0.02]],     # easy: low, high intelligence
+                        [[0.05, 0.25, 0.7], [0.5, 0.3, 0.2]]],    # hard
+              "sat": [[0.95, 0.05], [0.2, 0.8]],
+              "letter": [[0.1, 0.9], [0.4, 0.6], [0.99, 0.01]]},
+        **kwargs,
+    )
+
+
+def bundled_table(net: BayesNet, n: int = 400, missing: float = 0.1, seed: int = 0) -> np.ndarray:
+    """``n`` rows drawn from ``net`` with a fraction ``missing`` of the entries hidden (-1), at random."""
+    x = net.sample(n, seed=seed)
+    hide = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed + 1)) < missing
+    return x.masked_fill(hide.to(x.device), -1).cpu().numpy()
+
+
+_SPRINKLER, _STUDENT = sprinkler(), student()
+
+
+@register("sprinkler", data=lambda: {"x": bundled_table(_SPRINKLER)}, default_method="svi",
+          description="lecture 2's sprinkler Bayes net, CPTs ~ Dirichlet, 10% of the entries missing")
+def sprinkler_model(x, concentration=1.0):
+    """The sprinkler net's CPTs learned from a table x (n, 3: rain, sprinkler, wet; -1 = missing)."""
+    return _SPRINKLER.learning_program(x, concentration)
+
+
+@register("student", data=lambda: {"x": bundled_table(_STUDENT)}, default_method="svi",
+          description="Koller & Friedman's student Bayes net, CPTs ~ Dirichlet, 10% of the entries missing")
+def student_model(x, concentration=1.0):
+    """The student net's CPTs learned from a table x (n, 5: difficulty, intelligence, grade, sat, letter)."""
+    return _STUDENT.learning_program(x, concentration)
