@@ -27,6 +27,7 @@ class MethodSpec:
     :param family: ``"mcmc"`` (draws from the exact posterior), ``"variational"`` (an optimized
         approximation, draws from the guide) or ``"exact"`` (enumeration).
     :param backend: ``"pyro"`` or ``"numpyro"``: which backend runs the model program.
+    :param options: the method-specific keyword arguments ``ppgen.fit`` accepts for it.
     """
 
     name: str
@@ -34,16 +35,19 @@ class MethodSpec:
     family: str
     description: str = ""
     backend: str = "pyro"
+    options: tuple[str, ...] = ()
 
 
-def register(name: str, *, family: str, backend: str = "pyro", description: str = "") -> Callable:
+def register(name: str, *, family: str, backend: str = "pyro", description: str = "",
+             options: tuple[str, ...] = ()) -> Callable:
     """Decorator registering ``run(problem, config) -> Fit`` under ``name``."""
     if family not in ("mcmc", "variational", "exact"):
         raise ValueError(f"family must be 'mcmc', 'variational' or 'exact', not {family!r}")
 
     def decorator(run: Callable) -> Callable:
         doc = description or (run.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = MethodSpec(name=name, run=run, family=family, description=doc, backend=backend)
+        _REGISTRY[name] = MethodSpec(name=name, run=run, family=family, description=doc, backend=backend,
+                                     options=tuple(options))
         return run
 
     return decorator

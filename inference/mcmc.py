@@ -29,6 +29,8 @@ from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
 INIT_STRATEGIES = (init_to_median, init_to_sample, init_to_uniform)
+KERNEL_OPTIONS = ("jit", "init_strategy", "step_size", "adapt_step_size", "adapt_mass_matrix", "full_mass",
+                  "target_accept_prob")
 
 
 def sample_chains(config: RunConfig, run: Callable) -> tuple[dict, dict]:
@@ -94,9 +96,10 @@ def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
                                              f"is -inf or NaN at all of them; check priors and data support") from None
         grouped = {k: v.detach().cpu() for k, v in mcmc.get_samples(group_by_chain=True).items()}
         diverging = torch.zeros(num_chains, config.num_samples, dtype=torch.bool)
-        divergences = mcmc.diagnostics().get("divergences", {})
         for chain in range(num_chains):  # sample indices; warmup divergences come out negative
-            diverging[chain, [j for j in divergences.get(f"chain {chain}", []) if 0 <= j < config.num_samples]] = True
+            # per-chain kernel diagnostics (mcmc.diagnostics() would also compute r_hat, which needs >= 4 draws)
+            divergences = mcmc._diagnostics[chain].get("divergences", [])
+            diverging[chain, [j for j in divergences if 0 <= j < config.num_samples]] = True
         return grouped, {"diverging": diverging}
 
     return run
@@ -108,13 +111,13 @@ def _run(problem: Problem, config: RunConfig, kernel_cls) -> Fit:
     return mcmc_fit(problem, config, grouped, stats, time.perf_counter() - start)
 
 
-@register("nuts", family="mcmc")
+@register("nuts", family="mcmc", options=KERNEL_OPTIONS + ("max_tree_depth",))
 def run_nuts(problem: Problem, config: RunConfig) -> Fit:
     """Pyro's No-U-Turn sampler (adaptive HMC)."""
     return _run(problem, config, NUTS)
 
 
-@register("hmc", family="mcmc")
+@register("hmc", family="mcmc", options=KERNEL_OPTIONS + ("num_steps", "trajectory_length"))
 def run_hmc(problem: Problem, config: RunConfig) -> Fit:
     """Pyro's Hamiltonian Monte Carlo (trajectory length from ``num_steps`` or ``trajectory_length``)."""
     return _run(problem, config, HMC)

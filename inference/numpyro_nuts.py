@@ -81,7 +81,9 @@ def _check_runs_on_numpyro(problem: Problem) -> None:
                                  f"reached it (write it with `from pyroapi import pyro, distributions as dist`)")
 
 
-@register("numpyro-nuts", family="mcmc", backend="numpyro")
+@register("numpyro-nuts", family="mcmc", backend="numpyro",
+          options=("chain_method", "target_accept_prob", "max_tree_depth", "step_size", "adapt_step_size",
+                   "adapt_mass_matrix", "dense_mass"))
 def run_numpyro_nuts(problem: Problem, config: RunConfig) -> Fit:
     """NumPyro's No-U-Turn sampler on the same (pyroapi) program, compiled by JAX."""
     if "numpyro" not in problem.backends:

@@ -15,6 +15,7 @@ Guides and objectives are looked up by name in two small registries that other m
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from ppgen import posterior
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.errors import NumericalError, UnknownNameError
-from ppgen.inference import register
+from ppgen.inference import _load_all, register
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
@@ -66,6 +67,7 @@ def register_elbo(name: str, factory: Callable) -> None:
 def make_guide(guide, model: Callable):
     if guide is None or callable(guide):
         return guide
+    _load_all()  # guides registered by other modules of this package
     if guide not in GUIDES:
         raise UnknownNameError(f"unknown guide {guide!r}; guides: {', '.join(sorted(GUIDES))}, or pass a callable")
     return GUIDES[guide](model)
@@ -74,6 +76,7 @@ def make_guide(guide, model: Callable):
 def make_elbo(elbo, num_particles: int = 1):
     if not isinstance(elbo, str):
         return elbo
+    _load_all()  # objectives registered by other modules of this package
     if elbo not in ELBOS:
         raise UnknownNameError(f"unknown elbo {elbo!r}; objectives: {', '.join(sorted(ELBOS))}, or pass a Pyro ELBO")
     return ELBOS[elbo](num_particles)
@@ -143,10 +146,12 @@ def _warm_up(guide: Callable, data: dict) -> None:
 
 def _check_finite(loss, params: dict, step: int) -> None:
     grads = [p.grad for p in params.values() if p.grad is not None]
-    finite_grads = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True  # one sync
-    if finite_grads and torch.isfinite(torch.as_tensor(loss)):
+    total = torch.stack([g.sum() for g in grads]).sum() + loss if grads else torch.as_tensor(loss)
+    if torch.isfinite(total):  # the cheap path: one reduction, one sync
         return
     bad = tuple(n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all())
+    if not bad and math.isfinite(float(loss)):
+        return  # finite values whose sum overflowed
     what = f"gradient of {', '.join(bad)}" if bad else "loss"
     raise NumericalError(f"SVI step {step}: the {what} became NaN/inf (loss={float(loss)}); the param store "
                          f"keeps the values before this step. Try a smaller lr, clip_norm=..., or check the data.",
@@ -196,13 +201,16 @@ def _guide_draws(problem: Problem, guide, config: RunConfig) -> dict:
     return {k: v.unsqueeze(0) for k, v in draws.items()}
 
 
-@register("svi", family="variational")
+OPTIONS = ("lr", "elbo", "num_particles", "optim", "clip_norm", "log_every", "callback", "checkpoint_every")
+
+
+@register("svi", family="variational", options=OPTIONS)
 def run_svi(problem: Problem, config: RunConfig) -> Fit:
     """Variational inference (Trace_ELBO; AutoNormal guide unless one is given)."""
     return _fit_variational(problem, config, "normal")
 
 
-@register("map", family="variational")
+@register("map", family="variational", options=OPTIONS)
 def run_map(problem: Problem, config: RunConfig) -> Fit:
     """Maximum a posteriori point estimate (AutoDelta guide)."""
     return _fit_variational(problem, config, "delta")

@@ -5,6 +5,7 @@ import pyro
 import torch
 
 from ppgen import inference
+from ppgen.errors import ConfigError, UnknownNameError
 from ppgen.problem import RunConfig, prepare
 from ppgen.results import Fit
 
@@ -33,11 +34,22 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
     The model and data are validated together before any fitting (:class:`ppgen.DataError`).
     """
     spec = inference.get(method)
-    for name, value in (("num_samples", num_samples), ("num_warmup", num_warmup), ("steps", steps)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    if not isinstance(num_chains, int) or num_chains < 1:
-        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise UnknownNameError(f"method {method!r} takes no option(s) {', '.join(map(repr, unknown))}; "
+                               f"its options: {', '.join(spec.options) or 'none'}")
+    for name, value, least in (("num_samples", num_samples, 0), ("num_warmup", num_warmup, 0), ("steps", steps, 1),
+                               ("num_chains", num_chains, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    for name in ("lr", "clip_norm", "step_size", "trajectory_length"):
+        if name in options and not (isinstance(options[name], (int, float)) and options[name] > 0):
+            raise ConfigError(f"{name} must be a positive number, got {options[name]!r}")
+    for name in ("num_particles", "max_tree_depth", "num_steps", "log_every", "checkpoint_every"):
+        if name in options and not (isinstance(options[name], int) and options[name] >= 1):
+            raise ConfigError(f"{name} must be a positive integer, got {options[name]!r}")
+    if "target_accept_prob" in options and not 0 < options["target_accept_prob"] < 1:
+        raise ConfigError(f"target_accept_prob must lie in (0, 1), got {options['target_accept_prob']!r}")
     pyro.set_rng_seed(seed)  # one seed fixes torch, numpy and Python's RNGs; JAX keys derive from it too
     problem = prepare(model, data, device=device, dtype=dtype)
     config = RunConfig(method=method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,

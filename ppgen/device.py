@@ -30,11 +30,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 @contextlib.contextmanager
 def placement(device: torch.device, dtype: torch.dtype):
-    """Make ``device`` and ``dtype`` torch's defaults inside the block, restoring both after."""
+    """Make ``device`` and ``dtype`` torch's defaults inside the block, restoring both after.
+
+    On the CPU, the default device already is the CPU: the device context (which intercepts every
+    torch call) is entered only for other devices.
+    """
     old_dtype = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with torch.device(device):
+        with torch.device(device) if device.type != "cpu" else contextlib.nullcontext():
             yield
     finally:
         torch.set_default_dtype(old_dtype)

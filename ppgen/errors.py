@@ -14,6 +14,10 @@ class UnknownNameError(PPGenError, ValueError):
     """An unknown model, method or option name; the message lists the known ones."""
 
 
+class ConfigError(PPGenError, ValueError):
+    """A setting out of range (a negative number of draws, a learning rate <= 0, ...)."""
+
+
 class NotApplicableError(PPGenError, ValueError):
     """A method cannot run this model (e.g. ``enum`` on a model with continuous latents)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import config_enumerate
 from pyro.poutine.messenger import Messenger
+from pyro.util import check_site_shape
 
 from ppgen.device import placement, resolve_device
 from ppgen.errors import DataError, UnknownNameError
@@ -196,7 +198,7 @@ class _SiteTracker(Messenger):
         self.last = msg["name"]
 
 
-_MODEL_ERRORS = (ValueError, RuntimeError, IndexError, TypeError, AssertionError)
+_MODEL_ERRORS = (ValueError, RuntimeError, IndexError, TypeError, AssertionError, AttributeError, KeyError)
 
 
 def _failure(name: str, where: str, e: Exception) -> DataError:
@@ -229,16 +231,16 @@ def _site_kind(site) -> str:
 
 def _check_observed(name: str, site) -> None:
     value, fn = site["value"], site["fn"]
+    if not isinstance(value, torch.Tensor):
+        raise DataError(f"observed site {site['name']!r} of model {name!r} must be an array, got {type(value).__name__}")
     if value.is_floating_point() and not torch.isfinite(value).all():
         raise DataError(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
     expected = tuple(fn.batch_shape + fn.event_shape)
-    try:
-        shape = torch.broadcast_shapes(value.shape, expected)
-    except RuntimeError:
-        shape = None
-    if shape != expected:
+    padded = (1,) * (len(expected) - value.dim()) + tuple(value.shape)
+    if padded != expected:
         raise DataError(f"observed site {site['name']!r} of model {name!r}: expected shape {expected} "
-                        f"(from its plates and distribution), got {tuple(value.shape)}")
+                        f"(from its plates and distribution), got {tuple(value.shape)}; check the shapes of the "
+                        f"observed array and of the arrays its distribution is built from")
     ok = fn.support.check(value)
     if not bool(ok.all()):
         first = value[~ok.expand(value.shape)][0] if ok.shape == value.shape else value.flatten()[0]
@@ -255,7 +257,7 @@ def _describe(tr: poutine.Trace) -> tuple[dict[str, SiteInfo], int]:
             continue
         plates = tuple((f.name, f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized)
         dims += [f.dim for f in site["cond_indep_stack"] if f.vectorized]
-        shape, kind = tuple(site["value"].shape), _site_kind(site)
+        shape, kind = tuple(getattr(site["value"], "shape", ())), _site_kind(site)
         event_dim = site["fn"].event_dim
         if kind == "deterministic" and _plates_cover(shape, plates):
             event_dim = 0  # pyro.deterministic marks every dim as event; inside plates they are the plates'
@@ -291,6 +293,9 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
     try:
         with pyro.validation_enabled(True):
             tr.compute_log_prob()
+        for site in tr.nodes.values():
+            if site["type"] == "sample" and site["name"] in sites:
+                check_site_shape(site, math.inf)  # the log density's shape must match the plates, all of it
     except _MODEL_ERRORS as e:
         raise _failure(name, "computing its log density", e) from e
     if not observed and not any(s.kind == "factor" for s in sites.values()):

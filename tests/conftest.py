@@ -11,6 +11,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# the tests' tensors are small: one thread avoids oversubscribing CI's two cores (measured ~3x faster)
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
