@@ -25,6 +25,7 @@ def trace_and_rank(idata, folder: Path) -> None:
     for kind, plot in (("trace", az.plot_trace), ("rank", az.plot_rank)):
         axes = plot(idata, var_names=names, compact=True) if kind == "trace" else plot(idata, var_names=names)
         fig = np.asarray(axes).flatten()[0].figure
+        fig.tight_layout()
         with atomic_path(folder / f"{kind}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)

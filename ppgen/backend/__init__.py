@@ -53,5 +53,5 @@ def vindex(x):
     if isinstance(x, torch.Tensor):
         from pyro.ops.indexing import Vindex
     else:
-        from numpyro.contrib.indexing import Vindex
+        from numpyro.ops.indexing import Vindex
     return Vindex(x)
