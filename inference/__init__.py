@@ -7,17 +7,12 @@ a :class:`ppgen.problem.RunConfig` (seed, draws, steps, guide, extra options).
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
-from ppgen.errors import UnknownNameError
+from ppgen.registry import Registry
 
 __all__ = ["MethodSpec", "register", "get", "names", "specs"]
-
-_REGISTRY: dict[str, "MethodSpec"] = {}
-_LOADED = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +33,10 @@ class MethodSpec:
     options: tuple[str, ...] = ()
 
 
+_REGISTRY: Registry[MethodSpec] = Registry(__name__, __path__, "method")
+names, specs, get, load_all = _REGISTRY.names, _REGISTRY.specs, _REGISTRY.get, _REGISTRY.load_all
+
+
 def register(name: str, *, family: str, backend: str = "pyro", description: str = "",
              options: tuple[str, ...] = ()) -> Callable:
     """Decorator registering ``run(problem, config) -> Fit`` under ``name``."""
@@ -46,38 +45,8 @@ def register(name: str, *, family: str, backend: str = "pyro", description: str 
 
     def decorator(run: Callable) -> Callable:
         doc = description or (run.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = MethodSpec(name=name, run=run, family=family, description=doc, backend=backend,
-                                     options=tuple(options))
+        _REGISTRY.add(name, MethodSpec(name=name, run=run, family=family, description=doc, backend=backend,
+                                       options=tuple(options)))
         return run
 
     return decorator
-
-
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-    _LOADED = True
-
-
-def names() -> list[str]:
-    """Names of all registered inference methods, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def specs() -> list[MethodSpec]:
-    _load_all()
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
-
-
-def get(name: str) -> MethodSpec:
-    """The :class:`MethodSpec` registered as ``name``; a clear error listing the names otherwise."""
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown method {name!r}; methods: {', '.join(sorted(_REGISTRY))}") from None

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ppgen import posterior
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.errors import NumericalError, UnknownNameError
-from ppgen.inference import _load_all, register
+from ppgen.inference import load_all, register
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
@@ -67,7 +67,7 @@ def register_elbo(name: str, factory: Callable) -> None:
 def make_guide(guide, model: Callable):
     if guide is None or callable(guide):
         return guide
-    _load_all()  # guides registered by other modules of this package
+    load_all()  # guides registered by other modules of this package
     if guide not in GUIDES:
         raise UnknownNameError(f"unknown guide {guide!r}; guides: {', '.join(sorted(GUIDES))}, or pass a callable")
     return GUIDES[guide](model)
@@ -76,7 +76,7 @@ def make_guide(guide, model: Callable):
 def make_elbo(elbo, num_particles: int = 1):
     if not isinstance(elbo, str):
         return elbo
-    _load_all()  # objectives registered by other modules of this package
+    load_all()  # objectives registered by other modules of this package
     if elbo not in ELBOS:
         raise UnknownNameError(f"unknown elbo {elbo!r}; objectives: {', '.join(sorted(ELBOS))}, or pass a Pyro ELBO")
     return ELBOS[elbo](num_particles)

@@ -9,17 +9,12 @@ default, and which backends can run it (``("pyro", "numpyro")`` for programs wri
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ppgen.errors import UnknownNameError
+from ppgen.registry import Registry
 
 __all__ = ["ModelSpec", "register", "get", "names", "specs"]
-
-_REGISTRY: dict[str, "ModelSpec"] = {}
-_LOADED = False
 
 
 @dataclass(frozen=True)
@@ -49,48 +44,19 @@ class ModelSpec:
     tags: tuple[str, ...] = field(default=())
 
 
+_REGISTRY: Registry[ModelSpec] = Registry(__name__, __path__, "model")
+names, specs, get = _REGISTRY.names, _REGISTRY.specs, _REGISTRY.get
+
+
 def register(name: str, **spec_kwargs) -> Callable:
     """Decorator registering a model program under ``name``; keyword arguments go to :class:`ModelSpec`."""
 
     def decorator(model: Callable) -> Callable:
-        if name in _REGISTRY and _REGISTRY[name].model is not model:
+        known = _REGISTRY.entries.get(name)
+        if known is not None and known.model is not model:
             raise ValueError(f"model name {name!r} is registered twice")
-        description = spec_kwargs.pop("description", None) or _first_line(model.__doc__)
-        _REGISTRY[name] = ModelSpec(name=name, model=model, description=description, **spec_kwargs)
+        description = spec_kwargs.pop("description", None) or (model.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY.add(name, ModelSpec(name=name, model=model, description=description, **spec_kwargs))
         return model
 
     return decorator
-
-
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().split("\n")[0]
-
-
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-    _LOADED = True
-
-
-def names() -> list[str]:
-    """Names of all registered models, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def specs() -> list[ModelSpec]:
-    _load_all()
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
-
-
-def get(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name``; a clear error listing the names otherwise."""
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None

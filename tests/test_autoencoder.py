@@ -10,13 +10,6 @@ from ppgen.errors import DataError, UnknownNameError
 from ppgen.models.autoencoder import PCA, Autoencoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread is faster than several competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

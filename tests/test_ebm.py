@@ -21,15 +21,6 @@ from ppgen.models.ebm import (EnergyNet, IsingDenoiser, MixtureOfExperts, Produc
                               grid, log_partition_enumerate, log_partition_grid, program_log_density)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread avoids thread contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 MU, SD = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0])
 
 

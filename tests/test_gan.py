@@ -17,13 +17,6 @@ from ppgen.metrics import mmd2
 from ppgen.models.gan import (GAN, discriminator_loss, gan_value, generator_loss, js_divergence, kl_divergence,
                               optimal_discriminator)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread is faster than several competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 normal = torch.distributions.Normal

@@ -16,13 +16,6 @@ from ppgen.models.language import (NGramModel, SoftmaxCategorical, WordVectors, 
                                    neighbour_accuracy, ngram, ngram_contexts, skipgram)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread is faster than several competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- the notes' examples --------------------------------------------------------------------------
