@@ -16,6 +16,7 @@ from pyroapi import ops, pyro
 
 from ppgen.backend import vindex
 from ppgen.data import load_faithful
+from ppgen.errors import DataError
 from ppgen.models import register
 
 
@@ -26,6 +27,8 @@ def _faithful():
 @register("gmm", data=_faithful, backends=("pyro", "numpyro"))
 def gmm(x, K=2, weights=None, locs=None, scales=None):
     """Gaussian mixture with K components and diagonal covariances; x is (N, D)."""
+    if len(x.shape) != 2:
+        raise DataError(f"site 'x': expected an (N, D) array of points, got shape {tuple(x.shape)}")
     N, D = x.shape
     if weights is None:
         weights = pyro.sample("weights", dist.Dirichlet(ops.ones(K) * 2.0))

@@ -211,6 +211,8 @@ def _trace(name: str, model: Callable, data: dict) -> poutine.Trace:
     try:
         with pyro.validation_enabled(True), poutine.block(), tracker:
             return poutine.trace(model).get_trace(**data)
+    except DataError as e:  # the model's own check, already naming the site; Pyro appended trace shapes
+        raise DataError(str(e).split("\nTrace Shapes:")[0].strip()) from None
     except _MODEL_ERRORS as e:
         where = f"after site {tracker.last!r}" if tracker.last else "before its first sample site"
         raise _failure(name, where, e) from e
