@@ -37,3 +37,16 @@ class GaussianHead(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw = self.net(x).chunk(2, dim=-1)
         return loc, F.softplus(raw) + self.min_scale
+
+
+def import_zuko() -> None:
+    """Import zuko without its side effect: ``zuko.distributions`` sets
+    ``torch.distributions.Distribution._validate_args = False`` and ``arg_constraints = {}`` on import,
+    which would silently switch off argument validation for every Pyro model in the process. ppgen
+    imports zuko through here once, first, so later plain ``import zuko`` statements change nothing."""
+    from torch.distributions import Distribution
+
+    validate, arg_constraints = Distribution._validate_args, Distribution.__dict__["arg_constraints"]
+    import zuko.flows  # noqa: F401
+
+    Distribution._validate_args, Distribution.arg_constraints = validate, arg_constraints
