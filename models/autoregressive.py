@@ -44,6 +44,7 @@ from torch import nn
 
 from ppgen.errors import ConfigError, DataError
 from ppgen.models import register
+from ppgen.nets import shared_network
 
 __all__ = ["DensityModel", "AutoregressiveBernoulli", "Autoregressive", "Independent", "MarkovChain",
            "TabularChain", "FVSBN", "NADE", "MADE", "PARAMETER_FORMULAS", "shared_model"]
@@ -381,22 +382,16 @@ PARAMETER_FORMULAS: dict[str, tuple[str, Callable[..., int]]] = {
 
 
 # --- registered programs ----------------------------------------------------------------------
-_SHARED: dict[str, tuple[tuple, DensityModel]] = {}
-
-
 def shared_model(name: str, build: Callable[[], DensityModel], key: tuple) -> DensityModel:
-    """The :class:`DensityModel` ``name``, built once and reused for as long as its parameters live in
-    Pyro's param store (rebuilt when ``key`` changes or the store was cleared). A registered program
-    calls this on every step, so its networks are not rebuilt each time."""
-    cached = _SHARED.get(name)
-    if cached is not None and cached[0] == key:
-        first = next(cached[1].named_parameters())[0]
-        if f"{name}$$${first}" in pyro.get_param_store():
-            return cached[1]
-    net = build()
-    net.name = name
-    _SHARED[name] = (key, net)
-    return net
+    """The :class:`DensityModel` ``name`` a registered program uses on every step (see
+    :func:`ppgen.nets.shared_network`)."""
+
+    def build_named() -> DensityModel:
+        net = build()
+        net.name = name
+        return net
+
+    return shared_network((name,) + tuple(key), build_named)
 
 
 def _digits() -> dict:

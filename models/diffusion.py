@@ -30,14 +30,13 @@ from typing import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.params import param_with_module_name
 from pyro.poutine.runtime import effectful
 from torch import nn
 
 from ppgen.data import toy2d
 from ppgen.errors import DataError, UnknownNameError
 from ppgen.models import register
-from ppgen.nets import mlp
+from ppgen.nets import mlp, shared_network
 
 __all__ = ["NoiseSchedule", "linear_schedule", "cosine_schedule", "make_schedule", "SCHEDULES",
            "TimeMLP", "AffineEps", "LatentChain", "Diffusion", "HierarchicalVAE", "chain_start",
@@ -278,13 +277,6 @@ class LatentChain(nn.Module):
         """``n`` draws of x_0 from the model, (n, D)."""
         return self.trajectory(n, keep=(0,))[0]
 
-    def in_param_store(self) -> bool:
-        """Whether Pyro's param store holds this chain's parameters (after a model call, until
-        :func:`pyro.clear_param_store`)."""
-        name, p = next(iter(self.named_parameters()))
-        store, full = pyro.get_param_store(), param_with_module_name(self.name, name)
-        return full in store and store.get_param(full) is p
-
     def check_data(self, x) -> torch.Tensor:
         """x as the (N, D) floating tensor the chain observes, or a :class:`DataError` saying what is wrong."""
         if not torch.is_tensor(x):
@@ -367,18 +359,12 @@ def affine_chain_marginal(chain: LatentChain) -> dist.Normal:
 # ------------------------------------------------------------------------------------------ registry
 
 TOY_T = 50
-_TOY: dict[tuple, Diffusion] = {}
-
-
 def toy_chain(x: torch.Tensor) -> Diffusion:
     """The network behind the registered ``diffusion_2d``, on ``x``'s device and dtype. Like every
     Pyro parameter it lives in the param store: after :func:`pyro.clear_param_store` the next call
     builds a fresh one."""
-    key = (x.device, x.dtype)
-    chain = _TOY.get(key)
-    if chain is None or not chain.in_param_store():
-        chain = _TOY[key] = Diffusion(2, linear_schedule(TOY_T), name="diffusion_2d").to(x.device, x.dtype)
-    return chain
+    return shared_network(("diffusion_2d", x.device, x.dtype),
+                          lambda: Diffusion(2, linear_schedule(TOY_T), name="diffusion_2d").to(x.device, x.dtype))
 
 
 def diffusion_2d(x, batch_size=256):

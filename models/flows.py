@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
-from torch.distributions import Distribution, Transform
+from torch.distributions import Transform
 
 from ppgen.errors import ConfigError, UnknownNameError
 from ppgen.models import register

@@ -37,7 +37,7 @@ from torch import nn
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError
 from ppgen.models import register
-from ppgen.nets import GaussianHead, mlp
+from ppgen.nets import GaussianHead, mlp, shared_network
 
 __all__ = ["VAE", "Encoder", "Decoder", "vae", "vae_guide", "cvae", "cvae_guide", "check_images", "check_labels",
            "shared_module", "SeenTensors", "data_plate"]
@@ -300,36 +300,14 @@ def check_labels(y: torch.Tensor, n: int, num_classes: int, site: str = "y") -> 
 # ---------------------------------------------------------------------------------------------
 # registered programs: one shared network per configuration, fresh when the param store is cleared
 # ---------------------------------------------------------------------------------------------
-_SHARED: dict[tuple, nn.Module] = {}
-
-
 def shared_module(cls: type[nn.Module], x: torch.Tensor, name: str, **config) -> nn.Module:
-    """The ``cls(name=name, **config)`` a registered program uses, on ``x``'s device and dtype.
-
-    Like every Pyro parameter its networks live in the param store: after
-    :func:`pyro.clear_param_store` the next call builds fresh ones.
-    """
+    """The ``cls(name=name, **config)`` a registered program uses, on ``x``'s device and dtype
+    (built once and reused while its parameters live in the param store: :func:`ppgen.nets.shared_network`)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         got = getattr(x, "dtype", type(x).__name__)
         raise DataError(f"site 'x': expected a floating-point tensor of pixels, got {got}")
     key = (cls, name, tuple(sorted(config.items())), x.device, x.dtype)
-    net = _SHARED.get(key)
-    if net is None or not in_param_store(net, name):
-        net = _SHARED[key] = cls(name=name, **config).to(device=x.device, dtype=x.dtype)
-    return net
-
-
-def in_param_store(net: nn.Module, name: str) -> bool:
-    """Whether Pyro's param store holds the parameters of some child ``part`` of ``net``, registered
-    as ``pyro.module(f"{name}.{part}", child)``."""
-    store = pyro.get_param_store()
-    for part, child in net.named_children():
-        for pname, p in child.named_parameters():
-            full = f"{name}.{part}$$${pname}"
-            if full in store and store.get_param(full) is p:
-                return True
-            break
-    return False
+    return shared_network(key, lambda: cls(name=name, **config).to(device=x.device, dtype=x.dtype))
 
 
 def _digits_data(labels: bool = False):

@@ -50,3 +50,24 @@ def import_zuko() -> None:
     import zuko.flows  # noqa: F401
 
     Distribution._validate_args, Distribution.arg_constraints = validate, arg_constraints
+
+
+_SHARED: dict[tuple, nn.Module] = {}
+
+
+def shared_network(key: tuple, build) -> nn.Module:
+    """The network a registered model program uses, built by ``build()`` once per ``key`` and reused
+    on every later call while its parameters live in Pyro's param store: like ``pyro.param``, after
+    :func:`pyro.clear_param_store` the next call builds a fresh one. (A program is called once per
+    step; rebuilding its networks there would reset them.)"""
+    net = _SHARED.get(key)
+    if net is None or not _in_param_store(net):
+        net = _SHARED[key] = build()
+    return net
+
+
+def _in_param_store(net: nn.Module) -> bool:
+    import pyro
+
+    stored = {id(p) for _, p in pyro.get_param_store().named_parameters()}
+    return any(id(p) in stored for p in net.parameters())  # a model may register only some of its parts

@@ -2,7 +2,6 @@
 reference posterior (Stan, 10k draws): every parameter's mean within 0.15 reference sd and sd
 within 15%."""
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
