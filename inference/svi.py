@@ -85,7 +85,8 @@ def make_elbo(elbo, num_particles: int = 1):
 def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float = 0.01, optim=None,
           elbo="trace", num_particles: int = 1, seed: int | None = 0, progress: bool = True,
           clip_norm: float | None = None, log_every: int = 100, callback: Callable | None = None,
-          checkpoint: str | Path | None = None, checkpoint_every: int = 100) -> list[float]:
+          checkpoint: str | Path | None = None, checkpoint_every: int = 100,
+          reduce: Callable | None = None) -> list[float]:
     """Maximize the ELBO of ``guide`` for ``model`` on ``data`` (keyword arguments of both) for
     ``steps`` steps of ``optim`` (Adam with ``lr`` by default). Returns the per-step losses (-ELBO).
 
@@ -97,6 +98,10 @@ def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float
     With ``checkpoint`` (a file path), the state is saved every ``checkpoint_every`` steps, at the
     end, on a NaN, and on SIGINT/SIGTERM (which then raise :class:`Interrupted`); if the file exists
     the run resumes from it, giving bit-identical results on the CPU to an uninterrupted run.
+
+    ``reduce(loss, params) -> loss`` runs after each backward pass, before the NaN check and the
+    optimizer: data-parallel training (:mod:`~ppgen.inference.distributed`) sums the gradients and
+    the loss over processes there.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -116,6 +121,8 @@ def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float
             with poutine.trace(param_only=True) as captured, pyro.validation_enabled(step == start):
                 loss = loss_fn.loss_and_grads(model, guide, **data)
             params = {site["name"]: site["value"].unconstrained() for site in captured.trace.nodes.values()}
+            if reduce is not None:
+                loss = reduce(loss, params)
             try:
                 _check_finite(loss, params, step)
             except NumericalError:
@@ -161,10 +168,15 @@ def _check_finite(loss, params: dict, step: int) -> None:
 
 
 def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) -> Fit:
+    from ppgen.inference import distributed
+
     opts = dict(config.options)
-    model = problem.enum_model
+    model, guide_model = problem.enum_model, problem.continuous_model
+    parallel = distributed.DataParallel.for_problem(problem) if distributed.launched() else None
+    if parallel is not None:  # under torchrun: this process fits its shard; gradients are summed over processes
+        model, guide_model, opts["reduce"] = parallel.shard(model), parallel.shard(guide_model), parallel.reduce
     chosen = next(g for g in (config.guide, problem.guide, default_guide) if g is not None)
-    guide = make_guide(chosen, problem.continuous_model)
+    guide = make_guide(chosen, guide_model)
     elbo = opts.pop("elbo", "enum" if problem.has_discrete else "trace")
     if problem.has_discrete and isinstance(elbo, str) and elbo != "enum":
         raise UnknownNameError(f"model {problem.name!r} has discrete latents {problem.names('discrete')}; "
@@ -176,8 +188,13 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) ->
     with problem.placement():
         if config.checkpoint_dir is not None:
             opts.setdefault("checkpoint", Path(config.checkpoint_dir) / "checkpoint.pt")
+        if parallel is not None:
+            guide = parallel.shard(guide)
+            parallel.synchronize(model, guide, problem.data, seed=config.seed)
         losses = train(model, guide, problem.data, steps=config.steps, seed=config.seed,
-                       progress=config.progress, elbo=elbo, **opts)
+                       progress=config.progress and (parallel is None or parallel.rank == 0), elbo=elbo, **opts)
+        if parallel is not None:  # the trained guide covers this process's rows: draw from one over all rows
+            guide = make_guide(chosen, problem.continuous_model)
         chains = _guide_draws(problem, guide, config)
     seconds = time.perf_counter() - start
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}

@@ -1,4 +1,4 @@
-"""The ``ppgen`` command: ``list``, ``fit``, ``diagnose``."""
+"""The ``ppgen`` command: ``list``, ``fit``, ``compare``, ``diagnose``."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,24 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     f.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    c = sub.add_parser("compare", help="run several inference methods on one model; table, plots and an HTML report")
+    c.add_argument("model", help="a registered model name or path/to/file.py:function")
+    c.add_argument("--methods", default="svi,map,nuts,numpyro-nuts,enum",
+                   help="comma-separated methods (default: svi,map,nuts,numpyro-nuts,enum)")
+    c.add_argument("--data", default=None, help="a .json or .csv data file (default: the model's bundled data)")
+    c.add_argument("--reference", default="auto",
+                   help="auto, exact, model, longest, one of the methods, a posteriordb *.draws.json.zip "
+                        "or a summary .json")
+    c.add_argument("--out", default=None, help="report folder (default: runs/compare-MODEL)")
+    c.add_argument("--num-samples", type=int, default=1000)
+    c.add_argument("--num-warmup", type=int, default=1000)
+    c.add_argument("--num-chains", type=int, default=1)
+    c.add_argument("--steps", type=int, default=2000, help="optimization steps (svi, map)")
+    c.add_argument("--lr", type=float, default=None, help="learning rate of svi and map")
+    c.add_argument("--seed", type=int, default=0, help="run i gets seed + i")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     d = sub.add_parser("diagnose", help="summary, warnings with hints, and diagnostic plots of a run folder")
     d.add_argument("folder")
@@ -75,9 +93,34 @@ def _fit(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    import ppgen
+    from ppgen import inference, report
+    from ppgen.compare import markdown
+    from ppgen.data import read_data_file
+
+    data = read_data_file(args.data) if args.data else None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    variational = [m for m in methods if inference.get(m).family == "variational"]
+    options = {m: {"lr": args.lr} for m in variational} if args.lr is not None else {}
+    table = ppgen.compare(args.model, data, methods=methods, reference=args.reference, seed=args.seed,
+                          num_samples=args.num_samples, num_warmup=args.num_warmup, num_chains=args.num_chains,
+                          steps=args.steps, options=options, device=args.device, progress=not args.no_progress)
+    out = Path(args.out or f"runs/compare-{table.model_name}")
+    page = report.write(table, out)
+    print(markdown(table, ["method"] + [c for c in report.TABLE_COLUMNS if c in table.columns]), end="")
+    for label, row in table.iterrows():
+        if row["note"]:
+            print(f"{label}: {row['note']}")
+    reference = table.reference.source if table.reference is not None else "none (error columns empty)"
+    print(f"reference: {reference}")
+    print(f"report: {page}")
+    return 0
+
+
 def _diagnose(args) -> int:
     import ppgen
-    from ppgen import diagnose, plots
+    from ppgen import diagnose
 
     fit = ppgen.load(args.folder)
     idata = fit.to_arviz()
@@ -88,7 +131,8 @@ def _diagnose(args) -> int:
         print(flag)
     if not found:
         print("no problems found")
-    plots.trace_and_rank(idata, Path(args.folder))
+    for name, written in diagnose.plots(idata, Path(args.folder)).items():
+        print(f"{name}: {written}" if isinstance(written, Path) else f"{name}: not drawn ({written})")
     return 0
 
 
@@ -97,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     from ppgen.errors import PPGenError
 
     try:
-        return {"list": _list, "fit": _fit, "diagnose": _diagnose}[args.command](*(() if args.command == "list" else (args,)))
+        command = {"list": _list, "fit": _fit, "compare": _compare, "diagnose": _diagnose}[args.command]
+        return command() if args.command == "list" else command(args)
     except PPGenError as e:
         print(f"ppgen: error: {e}", file=sys.stderr)
         return 2

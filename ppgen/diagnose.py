@@ -1,8 +1,12 @@
 """Reading a posterior the way a careful statistician would: ArviZ's summary plus a one-line flag,
-with a hint, for each known failure (r_hat, ESS, divergences, BFMI, Pareto k)."""
+with a hint, for each known failure (r_hat, ESS, divergences, BFMI, Pareto k) (:func:`flags`), and
+the pictures that show them (:func:`plots`): trace, rank, pair with divergences marked, energy and
+posterior-predictive."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,3 +68,79 @@ def flags(idata, summary=None) -> list[Flag]:
             out.append(Flag("pareto_k", f"{int((k > PARETO_K_MAX).sum())} observation(s) with Pareto k > {PARETO_K_MAX}",
                             "LOO is unreliable there: influential points; try a more robust likelihood or K-fold CV"))
     return out
+
+
+PAIR_VARS = 4  # scalar parameters in the pair plot
+PPC_DRAWS = 50  # replicated data sets drawn in the posterior-predictive plot
+
+
+def plots(idata, folder: str | Path) -> dict[str, Path | str]:
+    """Write ``trace.png``, ``rank.png``, ``pair.png`` (divergent draws in red), ``energy.png`` (the
+    marginal energy and energy-transition distributions of HMC; E-BFMI in the legend) and ``ppc.png``
+    (observed data over replicated data) into ``folder``. Returns ``{plot: path}``, or for a plot
+    that cannot be drawn from this run ``{plot: reason}``."""
+    import matplotlib.pyplot as plt
+
+    from ppgen import plots as run_plots
+    from ppgen.runfolder import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path | str] = {}
+    run_plots.trace_and_rank(idata, folder)
+    out["trace"], out["rank"] = folder / "trace.png", folder / "rank.png"
+    drawers = {"pair": _pair, "energy": _energy, "ppc": _ppc}
+    for name, draw in drawers.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig = draw(idata)
+        if isinstance(fig, str):
+            out[name] = fig
+            continue
+        fig.tight_layout()
+        with atomic_path(folder / f"{name}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        out[name] = folder / f"{name}.png"
+    return out
+
+
+def _figure(axes):
+    return np.asarray(axes).flatten()[0].figure
+
+
+def _pair(idata):
+    """Up to :data:`PAIR_VARS` scalars (scalar sites first, then the first element of the others)."""
+    from ppgen.arviz_bridge import from_dict
+
+    post = idata.posterior
+    chosen = {}
+    for name in sorted(post.data_vars, key=lambda n: post[n].ndim):
+        values = np.asarray(post[name].values, dtype=float)
+        chosen[name if values.ndim == 2 else f"{name}[0]"] = values.reshape(values.shape[:2] + (-1,))[..., 0]
+        if len(chosen) == PAIR_VARS:
+            break
+    if len(chosen) < 2:
+        return "pair plot needs at least two parameters"
+    stats = getattr(idata, "sample_stats", None)
+    has_div = stats is not None and "diverging" in stats
+    sample_stats = {"diverging": np.asarray(stats["diverging"])} if has_div else {}
+    light = from_dict({"posterior": chosen, "sample_stats": sample_stats}, dims={})
+    n = len(chosen)
+    axes = az.plot_pair(light, divergences=has_div, figsize=(2.6 * n, 2.6 * n), scatter_kwargs={"alpha": 0.3},
+                        divergences_kwargs={"color": "C3", "markersize": 4})
+    return _figure(axes)
+
+
+def _energy(idata):
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None or "energy" not in stats:
+        return "energy plot needs the sampler's Hamiltonian energy (numpyro-nuts records it)"
+    return _figure(az.plot_energy(idata, figsize=(6, 4)))
+
+
+def _ppc(idata):
+    if not hasattr(idata, "posterior_predictive") or not hasattr(idata, "observed_data"):
+        return "posterior-predictive plot needs an observed site and posterior draws"
+    n = len(idata.posterior_predictive.data_vars)
+    return _figure(az.plot_ppc(idata, num_pp_samples=PPC_DRAWS, random_seed=0, figsize=(6, 3.5 * n)))
