@@ -21,6 +21,15 @@ def counts(x):
         pyro.sample("x", dist.Poisson(rate), obs=x)
 
 
+def coin(y):
+    from pyroapi import distributions as dist
+    from pyroapi import pyro
+
+    z = pyro.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(2.0 * z, 1.0), obs=y)
+
+
 CASES = [
     ("missing data key", dict(model="eight_schools", data={"J": 8, "y": SCHOOLS["y"]})),
     ("observation left out", dict(model="eight_schools", data={"J": 8, "sigma": SCHOOLS["sigma"]})),
@@ -44,6 +53,7 @@ CASES = [
     ("zero chains", dict(model="eight_schools", num_chains=0)),
     ("unknown guide", dict(model="eight_schools", method="svi", guide="flowz")),
     ("enum on continuous latents", dict(model="eight_schools", method="enum")),
+    ("NUTS on a model with only discrete latents", dict(model=coin, data={"y": [1.5, 0.3]}, method="nuts")),
     ("a Pyro-only program on NumPyro", dict(model="vae", method="numpyro-nuts")),
     ("CUDA asked for, none present", dict(model="eight_schools", device="cuda:3")),
 ]

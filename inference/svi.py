@@ -213,11 +213,31 @@ def _guide_draws(problem: Problem, guide, config: RunConfig) -> dict:
         return {}
     latent = problem.names("latent")
     with torch.no_grad(), poutine.block():
-        draws = Predictive(problem.continuous_model, guide=guide, num_samples=config.num_samples,
-                           return_sites=latent)(**problem.data)
-        draws = posterior.complete(problem, {k: draws[k].reshape((config.num_samples,) + problem.sites[k].shape)
-                                             for k in latent})
+        draws = sample_guide(problem, guide, latent, config.num_samples) if latent else {}
+        draws = posterior.complete(problem, draws, num_draws=config.num_samples)
     return {k: v.unsqueeze(0) for k, v in draws.items()}
+
+
+VECTOR_BUDGET = 2**24  # data elements times draws evaluated at once when draws are vectorized
+
+
+def sample_guide(problem: Problem, guide, sites: list[str], num_samples: int) -> dict:
+    """``{site: (num_samples, *shape)}`` drawn from ``guide``: vectorized over draws in blocks whose
+    model evaluations stay within :data:`VECTOR_BUDGET`, or draw by draw for a program that does
+    not broadcast over a leading sample dimension."""
+    size = sum(v.numel() for v in problem.data.values() if torch.is_tensor(v)) or 1
+    block = max(1, min(num_samples, VECTOR_BUDGET // size))
+
+    def run(n: int, parallel: bool) -> dict:
+        out = Predictive(problem.continuous_model, guide=guide, num_samples=n, return_sites=sites,
+                         parallel=parallel)(**problem.data)
+        return {k: out[k].reshape((n,) + problem.sites[k].shape) for k in sites}
+
+    try:
+        blocks = [run(min(block, num_samples - i), parallel=True) for i in range(0, num_samples, block)]
+    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError):
+        blocks = [run(num_samples, parallel=False)]
+    return {k: torch.cat([b[k] for b in blocks]) for k in sites}
 
 
 OPTIONS = ("lr", "elbo", "num_particles", "optim", "clip_norm", "log_every", "callback", "checkpoint_every")

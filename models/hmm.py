@@ -114,7 +114,8 @@ class HMM:
         if y.shape[1] < 3:  # vectorized_markov needs three steps or more: the plain pyro.markov chain
             elbo = TraceEnum_ELBO(max_plate_nesting=1)
             loss = elbo.loss if tilt is None else elbo.differentiable_loss
-            return -torch.as_tensor(loss(self.program, _no_guide, y, tilt=tilt), dtype=self.initial.dtype)
+            return -torch.as_tensor(loss(self.program, _no_guide, y, tilt=tilt), dtype=self.initial.dtype,
+                                    device=self.initial.device)
         import funsor
         import pyro.contrib.funsor  # noqa: F401  (registers the backend)
 

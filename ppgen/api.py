@@ -5,8 +5,8 @@ import pyro
 import torch
 
 from ppgen import inference
-from ppgen.errors import ConfigError, UnknownNameError
-from ppgen.problem import RunConfig, prepare
+from ppgen.errors import ConfigError, NotApplicableError, UnknownNameError
+from ppgen.problem import Problem, RunConfig, prepare
 from ppgen.results import Fit
 
 
@@ -16,7 +16,8 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
     """Fit ``model`` to ``data`` with ``method``.
 
     :param model: a Pyro program taking the data as keyword arguments, a registered name
-        (``ppgen.models.names()``) or ``"path/to/file.py:function"``.
+        (``ppgen.models.names()``), ``"path/to/file.py:function"``, or a :class:`~ppgen.problem.Problem`
+        already validated by :func:`~ppgen.problem.prepare` (then ``data``, ``device`` and ``dtype`` are its own).
     :param data: dict of arrays, lists, scalars or tensors (``None``: the model's bundled data).
     :param method: one of ``ppgen.inference.names()``.
     :param guide: for ``svi``/``map``: a guide callable or a guide name (``"normal"``, ``"mvn"``, ...).
@@ -50,8 +51,16 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
             raise ConfigError(f"{name} must be a positive integer, got {options[name]!r}")
     if "target_accept_prob" in options and not 0 < options["target_accept_prob"] < 1:
         raise ConfigError(f"target_accept_prob must lie in (0, 1), got {options['target_accept_prob']!r}")
+    if isinstance(model, Problem) and data is not None:
+        raise ConfigError("a prepared Problem carries its own data: pass data=None")
     pyro.set_rng_seed(seed)  # one seed fixes torch, numpy and Python's RNGs; JAX keys derive from it too
-    problem = prepare(model, data, device=device, dtype=dtype)
+    problem = model if isinstance(model, Problem) else prepare(model, data, device=device, dtype=dtype)
+    pyro.set_rng_seed(seed)  # the run starts from the seed, whatever preparing drew (networks, a trace)
+    if spec.family == "mcmc" and not problem.names("latent"):
+        found = problem.names("discrete")
+        hint = (f"its discrete latent(s) {', '.join(found)} are summed out exactly by method='enum'" if found
+                else "fit its params with method='map' (maximum likelihood)")
+        raise NotApplicableError(f"model {problem.name!r} has no continuous latent for {method} to sample: {hint}")
     config = RunConfig(method=method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,
                        num_chains=num_chains, steps=steps, seed=seed, progress=progress, options=options,
                        checkpoint_dir=checkpoint_dir)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import shutil
 from pathlib import Path
 
+COMMAND_FILE = "command.json"  # the parsed options of `ppgen fit`, read back by --resume
 SUMMARY_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
 
 
@@ -14,7 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered models and inference methods")
 
     f = sub.add_parser("fit", help="fit a model and write a run folder")
-    f.add_argument("model", help="a registered model name or path/to/file.py:function")
+    f.add_argument("model", nargs="?", help="a registered model name or path/to/file.py:function")
+    f.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the interrupted run in DIR with the options it was started with")
     f.add_argument("--method", default=None, help="inference method (default: the model's own default)")
     f.add_argument("--data", default=None, help="a .json or .csv data file (default: the model's bundled data)")
     f.add_argument("--out", default=None, help="run folder (default: runs/MODEL-METHOD)")
@@ -64,20 +69,49 @@ def _list() -> int:
 
 
 def _fit(args) -> int:
-    import ppgen
-    from ppgen import models
-    from ppgen.data import read_data_file
+    import pyro
 
-    method = args.method
-    if method is None:
-        method = models.get(args.model).default_method if ":" not in args.model else "nuts"
+    import ppgen
+    from ppgen.data import read_data_file
+    from ppgen.errors import ConfigError
+    from ppgen.inference.checkpoint import Interrupted
+    from ppgen.problem import prepare, resolve_model
+    from ppgen.runfolder import read_json, write_json
+
+    if args.resume is not None:
+        if args.model is not None:
+            raise ConfigError("give either a model or --resume DIR, not both: a resumed run keeps its own options")
+        out = Path(args.resume)
+        if (out / "metrics.json").exists():
+            print(f"run folder {out} is already complete; nothing to resume")
+            return 0
+        started = read_json(out / COMMAND_FILE)["args"]
+        args = argparse.Namespace(**{**started, "resume": str(out), "no_progress": args.no_progress})
+    elif args.model is None:
+        raise ConfigError("ppgen fit needs a model name (see `ppgen list`) or --resume DIR")
+    spec = resolve_model(args.model)
+    method = args.method or spec.default_method
+    out = Path(args.resume or args.out or f"runs/{spec.name}-{method}")
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone writes the run folder
     data = read_data_file(args.data) if args.data else None
+    pyro.set_rng_seed(args.seed)
+    problem = prepare(args.model, data, device=args.device)  # bad data is refused before the folder is touched
+    if writer and args.resume is None:  # a fresh start: no stale state, and the options written first for --resume
+        (out / "metrics.json").unlink(missing_ok=True)  # the folder no longer holds a complete run
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        write_json(out / COMMAND_FILE, {"argv": sys.argv, "args": {**vars(args), "method": method}})
     options = {"lr": args.lr} if args.lr is not None else {}
-    fit = ppgen.fit(args.model, data, method=method, guide=args.guide, num_samples=args.num_samples,
-                    num_warmup=args.num_warmup, num_chains=args.num_chains, steps=args.steps, seed=args.seed,
-                    device=args.device, progress=not args.no_progress, **options)
-    out = Path(args.out or f"runs/{fit.model_name}-{method}")
+    try:
+        fit = ppgen.fit(problem, method=method, guide=args.guide, num_samples=args.num_samples,
+                        num_warmup=args.num_warmup, num_chains=args.num_chains, steps=args.steps, seed=args.seed,
+                        progress=not args.no_progress, checkpoint_dir=out / "checkpoint", **options)
+    except Interrupted as e:
+        print(f"ppgen: {e}\nresume with: ppgen fit --resume {out}", file=sys.stderr)
+        return 130
+    if not writer:
+        return 0
     fit.save(out)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # the complete run folder supersedes it
     print(f"{fit.model_name} by {method}: {fit.seconds:.1f} s", end="")
     if "divergences" in fit.diagnostics:
         print(f", {fit.diagnostics['divergences']} divergences", end="")
@@ -146,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except PPGenError as e:
         print(f"ppgen: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ppgen: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ inside a user's program is created on the data's device and dtype."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -12,8 +13,11 @@ from ppgen.errors import UnknownNameError
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Under ``torchrun`` (``LOCAL_RANK`` set), ``"auto"`` and ``"cuda"`` mean this process's own GPU."""
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

@@ -128,7 +128,9 @@ def _load_user_model(target: str) -> ModelSpec:
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise UnknownNameError(f"{path!r} has no function {fn_name!r}")
-    return ModelSpec(fn_name, fn, data=getattr(module, "data", None), backends=_backends_of(fn))
+    data = getattr(module, "data", None)  # bundled data: a dict, or a function returning one
+    return ModelSpec(fn_name, fn, data=data if data is None or callable(data) else lambda: data,
+                     backends=_backends_of(fn))
 
 
 def _backends_of(program: Callable) -> tuple[str, ...]:

@@ -95,7 +95,7 @@ class Fit:
 
     def save(self, folder: str | Path, plots: bool = True) -> Path:
         """Write a run folder: ``config.json``, ``posterior.nc`` (netCDF), ``summary.csv``, ``losses.csv``,
-        ``trace.png``, ``rank.png`` and ``metrics.json`` (written last: its presence marks a complete folder)."""
+        ``trace.png``, ``rank.png``, ``params.pt`` (learned params) and ``metrics.json`` (written last: its presence marks a complete folder)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = {**self.config, "versions": versions(), "command": " ".join(sys.argv)}
@@ -116,6 +116,9 @@ class Fit:
                 from ppgen import plots as ppgen_plots
 
                 ppgen_plots.loss_curve(self.losses, folder / "loss.png")
+        if self.params:
+            with atomic_path(folder / "params.pt") as tmp:
+                torch.save({k: v.detach().cpu() for k, v in self.params.items()}, tmp)
         write_json(folder / "metrics.json", self.metrics())
         return folder
 
@@ -136,11 +139,16 @@ def load(folder: str | Path) -> Fit:
             chains = {k: torch.as_tensor(np.asarray(v.values)) for k, v in idata.posterior.data_vars.items()}
         except Exception as e:  # netCDF/HDF5 readers raise many types for a damaged file
             raise RunFolderError(f"{str(folder / 'posterior.nc')!r} is truncated or not a netCDF posterior ({e})") from None
-    losses = None
+    losses, params = None, None
     if (folder / "losses.csv").exists():
         losses = np.loadtxt(folder / "losses.csv", skiprows=1, ndmin=1).tolist()
+    if (folder / "params.pt").exists():
+        try:
+            params = torch.load(folder / "params.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for a truncated or foreign file
+            raise RunFolderError(f"{str(folder / 'params.pt')!r} is truncated or not a params file ({e})") from None
     return Fit(method=metrics["method"], model_name=metrics["model"], chains=chains, seconds=metrics["seconds"],
-               losses=losses, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
+               losses=losses, params=params, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
                config=config, _idata=idata)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from ppgen.errors import RunFolderError
 
 FORMAT = "ppgen-run/1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: files get the usual 0o666 & ~umask, not mkstemp's owner-only 0o600
 
 
 @contextmanager
@@ -23,6 +25,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -194,3 +194,38 @@ def _pyro_only(x):
     mu = torch_pyro.sample("mu", torch_dist.Normal(torch.zeros(()), 1.0))
     with torch_pyro.plate("data", len(x)):
         torch_pyro.sample("x", torch_dist.Normal(mu, 1.0), obs=x)
+
+
+def _coin(y):
+    z = pyro.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+    with pyro.plate("n", len(y)):
+        pyro.sample("y", dist.Normal(2.0 * z, 1.0), obs=y)
+
+
+def test_model_without_continuous_latents():
+    """MCMC has nothing to sample and says what to use; SVI's draws of z come from its exact conditional."""
+    y = [1.5, 0.3, 2.2]
+    _fails_fast(ppgen.NotApplicableError, "no continuous latent.*method='enum'", _coin, {"y": y}, method="nuts")
+    fit = ppgen.fit(_coin, {"y": y}, method="svi", steps=1, num_samples=4000, progress=False)
+    like = [math.prod(math.exp(-0.5 * (v - 2.0 * z) ** 2) for v in y) for z in (0, 1)]
+    exact = 0.3 * like[1] / (0.3 * like[1] + 0.7 * like[0])
+    assert abs(fit.samples["z"].mean().item() - exact) < 4 * math.sqrt(exact * (1 - exact) / 4000)
+
+
+def _scalar_only(y):
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("n", len(y)):
+        pyro.sample("y", dist.Normal(mu.item(), 1.0), obs=y)  # item(): cannot broadcast over draws
+
+
+@pytest.mark.parametrize("model", [gmm, _scalar_only], ids=["vectorized", "draw-by-draw"])
+def test_svi_draws_follow_the_guide(model):
+    """Draws are vectorized over samples where the program allows it, else drawn one by one; either
+    way their moments are the AutoNormal guide's loc and scale."""
+    data = {"y": np.array([0.4, -0.2, 1.1])} if model is _scalar_only else None
+    fit = ppgen.fit(model if data else "gmm", data, method="svi", steps=50, num_samples=4000, progress=False)
+    name = "mu" if data else "locs"
+    loc, scale = fit.params[f"AutoNormal.locs.{name}"], fit.params[f"AutoNormal.scales.{name}"]
+    draws = fit.samples[name]
+    assert torch.all((draws.mean(0) - loc).abs() < 4 * scale / math.sqrt(4000))
+    assert torch.allclose(draws.std(0), scale, rtol=0.06)

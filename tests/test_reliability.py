@@ -89,3 +89,16 @@ def test_same_seed_same_draws(method):
     b = ppgen.fit("eight_schools", **kwargs).samples
     for site in a:
         assert torch.equal(a[site], b[site]), site
+
+
+def test_run_folder_files_are_readable_by_others(tmp_path):
+    """Atomic writes go through mkstemp (owner-only 0600); renamed into place they get 0666 & ~umask."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    fit = ppgen.fit("eight_schools", **{**SCHOOLS, "steps": 5})
+    fit.save(tmp_path / "run", plots=False)
+    for path in (tmp_path / "run").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old, path.name
