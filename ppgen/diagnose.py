@@ -86,9 +86,7 @@ def plots(idata, folder: str | Path) -> dict[str, Path | str]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path | str] = {}
-    run_plots.trace_and_rank(idata, folder)
-    out["trace"], out["rank"] = folder / "trace.png", folder / "rank.png"
+    out: dict[str, Path | str] = run_plots.trace_and_rank(idata, folder)
     drawers = {"pair": _pair, "energy": _energy, "ppc": _ppc}
     for name, draw in drawers.items():
         with warnings.catch_warnings():

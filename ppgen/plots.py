@@ -13,22 +13,34 @@ MAX_VARS = 8  # trace/rank plots show at most this many variables, the first in 
 
 
 def _var_names(idata) -> list[str]:
-    return list(idata.posterior.data_vars)[:MAX_VARS]
+    """Up to :data:`MAX_VARS` posterior variables worth a trace: real-valued, not constant across
+    draws (discrete or fixed sites break rank plots), the smallest first (scalars before per-datapoint sites)."""
+    post = idata.posterior
+    usable = [n for n in post.data_vars if post[n].dtype.kind == "f" and float(post[n].std(("chain", "draw")).min()) > 0]
+    return sorted(usable, key=lambda n: post[n].size)[:MAX_VARS]
 
 
-def trace_and_rank(idata, folder: Path) -> None:
-    """``trace.png`` and ``rank.png`` for the first :data:`MAX_VARS` posterior variables."""
+def trace_and_rank(idata, folder: Path) -> dict[str, Path | str]:
+    """``trace.png`` and ``rank.png`` for up to :data:`MAX_VARS` posterior variables; returns
+    ``{kind: path}``, or ``{kind: reason}`` where there is nothing to draw."""
     from ppgen.arviz_bridge import az
     from ppgen.runfolder import atomic_path
 
     names = _var_names(idata)
+    if not names:
+        return {kind: "no real-valued parameter varies across draws" for kind in ("trace", "rank")}
+    coords = {d: idata.posterior[d].values[:MAX_VARS] for n in names for d in idata.posterior[n].dims[2:]}
+    out = {}
     for kind, plot in (("trace", az.plot_trace), ("rank", az.plot_rank)):
-        axes = plot(idata, var_names=names, compact=True) if kind == "trace" else plot(idata, var_names=names)
+        options = {"compact": True} if kind == "trace" else {}
+        axes = plot(idata, var_names=names, coords=coords, **options)
         fig = np.asarray(axes).flatten()[0].figure
         fig.tight_layout()
         with atomic_path(folder / f"{kind}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)
+        out[kind] = folder / f"{kind}.png"
+    return out
 
 
 def loss_curve(losses, path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ class Fit:
 
         idata = self.to_arviz()
         names = [k for k in idata.posterior.data_vars]
-        return az.summary(idata, var_names=names, **kwargs)
+        with warnings.catch_warnings():  # constant draws (observed-out discrete sites) give 0/0 in ESS, shown as NaN
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            return az.summary(idata, var_names=names, **kwargs)
 
     def metrics(self) -> dict:
         return {

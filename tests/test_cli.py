@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import ppgen
 from ppgen.cli import main
@@ -85,3 +86,23 @@ def test_user_model_file(tmp_path):
                  "--num-warmup", "300", "--out", str(out), "--no-progress"]) == 0
     fit = ppgen.load(out)
     assert abs(fit.samples["p"].mean().item() - 7 / 10) < 0.03  # Beta(7, 3) posterior mean
+
+
+def test_run_folder_of_a_model_with_discrete_sites(tmp_path):
+    """Discrete draws (constant for observed-out rows) break ArviZ's rank plot: the plots take the
+    real-valued parameters that vary, and a run with none still saves."""
+    fit = ppgen.fit("sprinkler", method="svi", steps=20, num_samples=50, progress=False)
+    fit.save(tmp_path / "sprinkler")
+    for name in ("trace.png", "rank.png", "posterior.nc", "metrics.json"):
+        assert (tmp_path / "sprinkler" / name).stat().st_size > 0, name
+
+    def coin(y):
+        from pyroapi import distributions as dist
+        from pyroapi import pyro
+
+        z = pyro.sample("z", dist.Categorical(probs=torch.tensor([0.7, 0.3])), infer={"enumerate": "parallel"})
+        with pyro.plate("n", len(y)):
+            pyro.sample("y", dist.Normal(2.0 * z, 1.0), obs=y)
+
+    ppgen.fit(coin, {"y": [1.5, 0.3]}, method="enum", num_samples=20, progress=False).save(tmp_path / "coin")
+    assert (tmp_path / "coin" / "metrics.json").exists() and not (tmp_path / "coin" / "rank.png").exists()
