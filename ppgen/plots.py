@@ -1,6 +1,7 @@
 """Plots written into run folders (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +10,8 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-MAX_VARS = 8  # trace/rank plots show at most this many variables, the first in the posterior
+MAX_VARS = 8  # trace/rank plots show at most this many variables
+MAX_ELEMENTS = 5  # ... and this many entries of each: 40 panels, ArviZ's limit
 
 
 def _var_names(idata) -> list[str]:
@@ -29,11 +31,16 @@ def trace_and_rank(idata, folder: Path) -> dict[str, Path | str]:
     names = _var_names(idata)
     if not names:
         return {kind: "no real-valued parameter varies across draws" for kind in ("trace", "rank")}
-    coords = {d: idata.posterior[d].values[:MAX_VARS] for n in names for d in idata.posterior[n].dims[2:]}
+    coords = {}  # at most MAX_ELEMENTS panels per variable: the first entries of its first axis
+    for name in names:
+        for i, dim in enumerate(idata.posterior[name].dims[2:]):
+            coords[dim] = idata.posterior[dim].values[:MAX_ELEMENTS if i == 0 else 1]
     out = {}
     for kind, plot in (("trace", az.plot_trace), ("rank", az.plot_rank)):
         options = {"compact": True} if kind == "trace" else {}
-        axes = plot(idata, var_names=names, coords=coords, **options)
+        with warnings.catch_warnings():  # a panel whose draws are all equal gets no density: not news
+            warnings.simplefilter("ignore", UserWarning)
+            axes = plot(idata, var_names=names, coords=coords, **options)
         fig = np.asarray(axes).flatten()[0].figure
         fig.tight_layout()
         with atomic_path(folder / f"{kind}.png") as tmp:
