@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import pyro
 import torch
@@ -30,13 +29,10 @@ from ppgen.data import toy2d
 from ppgen.inference.svi import train
 from ppgen.models.diffusion import Diffusion, TimeMLP, linear_schedule
 
+from common import elapsed
+
 TS = (10, 100, 1000)
 FULL = "ppgen full-chain Trace_ELBO"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def ppgen_steps(chain: Diffusion, x: torch.Tensor, batch: int, elbo: str, steps: int, lr: float) -> None:
@@ -69,11 +65,7 @@ class PyTorchDDPM:
 
 def timed(fn, steps: int, device: torch.device) -> float:
     """Milliseconds per step of ``fn()`` (which runs ``steps`` steps)."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return (time.perf_counter() - start) / steps * 1e3
+    return elapsed(fn, device) / steps * 1e3
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import pyro
 import torch
@@ -43,38 +42,13 @@ from zuko.distributions import DiagNormal
 from zuko.flows import Flow as ZukoFlow
 from zuko.lazy import UnconditionalDistribution
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from common import OneAdam, elapsed
 
 
-def timed(fn, device) -> float:
+def timed(fn, device: torch.device) -> float:
     """Seconds ``fn`` takes: CPU time of this process on the CPU (other processes sharing the machine
     do not count), wall time on a GPU."""
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    sync(device)
-    start = clock()
-    fn()
-    sync(device)
-    return clock() - start
-
-
-class OneAdam:
-    """``optim`` for :func:`train`: one ``torch.optim.Adam`` over every parameter it is handed."""
-
-    def __init__(self, lr: float):
-        self.lr, self.optimizer, self.known = lr, None, set()
-
-    def __call__(self, params) -> None:
-        new = [p for p in params if p not in self.known]
-        if new:
-            self.known.update(new)
-            if self.optimizer is None:
-                self.optimizer = torch.optim.Adam(new, lr=self.lr)
-            else:
-                self.optimizer.add_param_group({"params": new})
-        self.optimizer.step()
+    return elapsed(fn, device, cpu_time=True)
 
 
 def zuko_twin(flow: Flow) -> ZukoFlow:

@@ -46,6 +46,8 @@ import torch  # noqa: E402
 import ppgen  # noqa: E402
 from ppgen.device import resolve_device  # noqa: E402
 
+from common import elapsed  # noqa: E402
+
 HERE = Path(__file__).resolve()
 
 
@@ -197,13 +199,7 @@ def gpu_rows(args) -> list:
         run = lambda steps: train(net.model, net.guide, data, steps=steps, lr=1e-3, elbo=elbo, seed=None,  # noqa: E731
                                   progress=False)
         run(10)  # warm-up: kernels, allocator, Adam state
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run(args.gpu_steps)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return args.gpu_steps * batch / (time.perf_counter() - start)
+        return args.gpu_steps * batch / elapsed(lambda: run(args.gpu_steps), device)
 
     torch.set_num_threads(os.cpu_count())
     rows = []

@@ -38,6 +38,8 @@ from ppgen.inference.bounds import importance_sample
 from ppgen.inference.svi import train
 from ppgen.models.vae import VAE
 
+from common import OneAdam
+
 CONFIGS = {  # name: (side, hidden, latent)
     "digits 8x8": (8, (256,), 8),
     "digits 28x28": (28, (512,), 16),
@@ -74,23 +76,6 @@ class HandWritten:
         loss.backward()
         self.opt.step()
         return float(loss.detach())
-
-
-class OneAdam:
-    """``optim`` for :func:`train`: one ``torch.optim.Adam`` over every parameter it is handed."""
-
-    def __init__(self, lr: float):
-        self.lr, self.optimizer, self.known = lr, None, set()
-
-    def __call__(self, params) -> None:
-        new = [p for p in params if p not in self.known]
-        if new:
-            self.known.update(new)
-            if self.optimizer is None:
-                self.optimizer = torch.optim.Adam(new, lr=self.lr)
-            else:
-                self.optimizer.add_param_group({"params": new})
-        self.optimizer.step()
 
 
 def run(name: str, epochs: int, batch_size: int, lr: float, seed: int) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import pyro
 import torch
@@ -31,6 +30,8 @@ from pyro.infer.autoguide import AutoDelta, init_to_sample
 from ppgen.data.text import Vocabulary, planted_corpus, skipgram_pairs
 from ppgen.inference.svi import train
 from ppgen.models.language import negative_sampling, skipgram, unigram_noise
+
+from common import elapsed
 
 
 class PyTorchSkipGram:
@@ -57,16 +58,6 @@ class PyTorchSkipGram:
             self.opt.step()
             losses.append(loss.item())
         return losses
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -118,7 +109,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for obj, fns in runs.items():
             for who, fn in fns.items():
-                seconds[obj, who].append(timed(fn, device))
+                seconds[obj, who].append(elapsed(fn, device))
     rate = {key: args.steps * args.batch / statistics.median(s) for key, s in seconds.items()}
 
     print(f"\nskip-gram MAP training pairs per second: V = {V} words, d = {args.dim}, {len(pairs)} pairs, "
