@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ppgen.arviz_bridge import az
+from ppgen.plots import figure_of, save_png, trace_and_rank
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # bulk and tail, over all chains (Vehtari et al. 2021)
@@ -79,14 +80,9 @@ def plots(idata, folder: str | Path) -> dict[str, Path | str]:
     marginal energy and energy-transition distributions of HMC; E-BFMI in the legend) and ``ppc.png``
     (observed data over replicated data) into ``folder``. Returns ``{plot: path}``, or for a plot
     that cannot be drawn from this run ``{plot: reason}``."""
-    import matplotlib.pyplot as plt
-
-    from ppgen import plots as run_plots
-    from ppgen.runfolder import atomic_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path | str] = run_plots.trace_and_rank(idata, folder)
+    out: dict[str, Path | str] = trace_and_rank(idata, folder)
     drawers = {"pair": _pair, "energy": _energy, "ppc": _ppc}
     for name, draw in drawers.items():
         with warnings.catch_warnings():
@@ -96,15 +92,8 @@ def plots(idata, folder: str | Path) -> dict[str, Path | str]:
             out[name] = fig
             continue
         fig.tight_layout()
-        with atomic_path(folder / f"{name}.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        out[name] = folder / f"{name}.png"
+        out[name] = save_png(fig, folder / f"{name}.png")
     return out
-
-
-def _figure(axes):
-    return np.asarray(axes).flatten()[0].figure
 
 
 def _pair(idata):
@@ -127,18 +116,18 @@ def _pair(idata):
     n = len(chosen)
     axes = az.plot_pair(light, divergences=has_div, figsize=(2.6 * n, 2.6 * n), scatter_kwargs={"alpha": 0.3},
                         divergences_kwargs={"color": "C3", "markersize": 4})
-    return _figure(axes)
+    return figure_of(axes)
 
 
 def _energy(idata):
     stats = getattr(idata, "sample_stats", None)
     if stats is None or "energy" not in stats:
         return "energy plot needs the sampler's Hamiltonian energy (numpyro-nuts records it)"
-    return _figure(az.plot_energy(idata, figsize=(6, 4)))
+    return figure_of(az.plot_energy(idata, figsize=(6, 4)))
 
 
 def _ppc(idata):
     if not hasattr(idata, "posterior_predictive") or not hasattr(idata, "observed_data"):
         return "posterior-predictive plot needs an observed site and posterior draws"
     n = len(idata.posterior_predictive.data_vars)
-    return _figure(az.plot_ppc(idata, num_pp_samples=PPC_DRAWS, random_seed=0, figsize=(6, 3.5 * n)))
+    return figure_of(az.plot_ppc(idata, num_pp_samples=PPC_DRAWS, random_seed=0, figsize=(6, 3.5 * n)))

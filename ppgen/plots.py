@@ -14,6 +14,21 @@ MAX_VARS = 8  # trace/rank plots show at most this many variables
 MAX_ELEMENTS = 5  # ... and this many entries of each: 40 panels, ArviZ's limit
 
 
+def figure_of(axes):
+    """The figure behind what ArviZ's plot functions return (one axis or an array of them)."""
+    return np.asarray(axes).flatten()[0].figure
+
+
+def save_png(fig, path: Path, dpi: int = 80) -> Path:
+    """Write ``fig`` to ``path`` atomically, cropped to its contents, and close it."""
+    from ppgen.runfolder import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
 def _var_names(idata) -> list[str]:
     """Up to :data:`MAX_VARS` posterior variables worth a trace: real-valued, not constant across
     draws (discrete or fixed sites break rank plots), the smallest first (scalars before per-datapoint sites)."""
@@ -26,7 +41,6 @@ def trace_and_rank(idata, folder: Path) -> dict[str, Path | str]:
     """``trace.png`` and ``rank.png`` for up to :data:`MAX_VARS` posterior variables; returns
     ``{kind: path}``, or ``{kind: reason}`` where there is nothing to draw."""
     from ppgen.arviz_bridge import az
-    from ppgen.runfolder import atomic_path
 
     names = _var_names(idata)
     if not names:
@@ -41,18 +55,13 @@ def trace_and_rank(idata, folder: Path) -> dict[str, Path | str]:
         with warnings.catch_warnings():  # a panel whose draws are all equal gets no density: not news
             warnings.simplefilter("ignore", UserWarning)
             axes = plot(idata, var_names=names, coords=coords, **options)
-        fig = np.asarray(axes).flatten()[0].figure
+        fig = figure_of(axes)
         fig.tight_layout()
-        with atomic_path(folder / f"{kind}.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        out[kind] = folder / f"{kind}.png"
+        out[kind] = save_png(fig, folder / f"{kind}.png")
     return out
 
 
 def loss_curve(losses, path: Path) -> None:
-    from ppgen.runfolder import atomic_path
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(np.asarray(losses))
     ax.set_xlabel("step")
@@ -60,6 +69,4 @@ def loss_curve(losses, path: Path) -> None:
     if min(losses) > 0:
         ax.set_yscale("log")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_png(fig, path)

@@ -29,7 +29,10 @@ import numpy as np  # noqa: E402
 
 from ppgen import references  # noqa: E402
 from ppgen.compare import Comparison, format_value, markdown  # noqa: E402
+from ppgen.plots import figure_of, save_png  # noqa: E402
 from ppgen.runfolder import atomic_path, write_text  # noqa: E402
+
+DPI = 90  # the report's PNGs are shown at the page's full width
 
 __all__ = ["write", "posteriors", "errors", "ess", "losses", "ranks"]
 
@@ -37,13 +40,6 @@ MAX_PARAMS = 12  # parameters shown in the per-parameter plots
 MAX_DETAIL_ROWS = 500  # rows of the per-parameter table in the HTML page (detail.csv has all)
 TABLE_COLUMNS = ["status", "wall_s", "steps", "draws", "ess_bulk_per_s", "ess_tail_per_s", "r_hat_max", "divergences",
                  "mean_err_max", "mean_err_avg", "sd_err_max", "sd_err_avg", "elbo", "log_evidence", "peak_mem_mb"]
-
-
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _columns(table: Comparison) -> dict[str, dict[str, np.ndarray]]:
@@ -107,7 +103,7 @@ def posteriors(table: Comparison, path: Path) -> Path | None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return _save(fig, path)
+    return save_png(fig, path, DPI)
 
 
 def _range(values: list, ref, key) -> tuple[float, float]:
@@ -159,7 +155,7 @@ def errors(table: Comparison, path: Path) -> Path | None:
     axes[0].invert_yaxis()
     axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, DPI)
 
 
 def ess(table: Comparison, path: Path) -> Path | None:
@@ -177,7 +173,7 @@ def ess(table: Comparison, path: Path) -> Path | None:
     ax.set_xlabel("min ESS / wall second")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, DPI)
 
 
 def losses(table: Comparison, path: Path) -> Path | None:
@@ -198,7 +194,7 @@ def losses(table: Comparison, path: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, DPI)
 
 
 def ranks(table: Comparison, folder: Path) -> list[Path]:
@@ -221,10 +217,10 @@ def ranks(table: Comparison, folder: Path) -> list[Path]:
             warnings.simplefilter("ignore")
             idata = az.from_dict(posterior={n: x[..., i] for i, n in enumerate(wanted)})
             axes = az.plot_rank(idata, var_names=wanted, figsize=(3 * len(wanted), 2.6))
-        fig = np.asarray(axes).flatten()[0].figure
+        fig = figure_of(axes)
         fig.suptitle(f"{label}" + (" (one chain, split in halves)" if draws.shape[0] == 1 else ""), fontsize=9)
         fig.tight_layout()
-        out.append(_save(fig, folder / f"rank-{_slug(label)}.png"))
+        out.append(save_png(fig, folder / f"rank-{_slug(label)}.png", DPI))
     return out
 
 
