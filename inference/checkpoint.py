@@ -12,11 +12,10 @@ import threading
 from pathlib import Path
 
 import pyro
-import torch
 from pyro.util import get_rng_state, set_rng_state
 
 from ppgen.errors import RunFolderError
-from ppgen.runfolder import atomic_path
+from ppgen.runfolder import read_torch, write_torch
 
 SVI_FORMAT = "ppgen-svi-checkpoint/1"
 CHAIN_FORMAT = "ppgen-mcmc-chain/1"
@@ -54,10 +53,7 @@ class StopRequest:
 
 
 def _load(path: Path, fmt: str) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises several types for a truncated or foreign file
-        raise RunFolderError(f"checkpoint {str(path)!r} is truncated or not a ppgen checkpoint ({e})") from None
+    state = read_torch(path, "a ppgen checkpoint", weights_only=False)  # RNG and optimizer states are not tensors
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise RunFolderError(f"{str(path)!r} is not a {fmt} checkpoint")
     return state
@@ -67,8 +63,7 @@ def save_svi(path: Path, step: int, losses: list, optim) -> None:
     state = {"format": SVI_FORMAT, "step": step, "losses": list(losses), "rng": get_rng_state(),
              "param_store": pyro.get_param_store().get_state(),
              "optim": optim.get_state() if hasattr(optim, "get_state") else None}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_torch(path, state)
 
 
 def load_svi(path: Path, optim, warm_up) -> tuple[int, list]:
@@ -88,8 +83,7 @@ def chain_path(folder: Path, chain: int) -> Path:
 
 
 def save_chain(folder: Path, chain: int, samples: dict, stats: dict) -> None:
-    with atomic_path(chain_path(folder, chain)) as tmp:
-        torch.save({"format": CHAIN_FORMAT, "samples": samples, "stats": stats}, tmp)
+    write_torch(chain_path(folder, chain), {"format": CHAIN_FORMAT, "samples": samples, "stats": stats})
 
 
 def load_chain(folder: Path, chain: int) -> tuple[dict, dict] | None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ppgen.problem import Problem
-from ppgen.runfolder import FORMAT, atomic_path, check_format, read_json, write_json
+from ppgen.runfolder import FORMAT, atomic_path, check_format, read_json, read_torch, write_json, write_torch
 
 __all__ = ["Fit", "load"]
 
@@ -120,8 +120,7 @@ class Fit:
 
                 ppgen_plots.loss_curve(self.losses, folder / "loss.png")
         if self.params:
-            with atomic_path(folder / "params.pt") as tmp:
-                torch.save({k: v.detach().cpu() for k, v in self.params.items()}, tmp)
+            write_torch(folder / "params.pt", {k: v.detach().cpu() for k, v in self.params.items()})
         write_json(folder / "metrics.json", self.metrics())
         return folder
 
@@ -146,10 +145,7 @@ def load(folder: str | Path) -> Fit:
     if (folder / "losses.csv").exists():
         losses = np.loadtxt(folder / "losses.csv", skiprows=1, ndmin=1).tolist()
     if (folder / "params.pt").exists():
-        try:
-            params = torch.load(folder / "params.pt", map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for a truncated or foreign file
-            raise RunFolderError(f"{str(folder / 'params.pt')!r} is truncated or not a params file ({e})") from None
+        params = read_torch(folder / "params.pt", "a file of learned params")
     return Fit(method=metrics["method"], model_name=metrics["model"], chains=chains, seconds=metrics["seconds"],
                losses=losses, params=params, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
                config=config, _idata=idata)

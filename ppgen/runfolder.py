@@ -9,6 +9,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from ppgen.errors import RunFolderError
 
 FORMAT = "ppgen-run/1"
@@ -49,6 +51,20 @@ def read_json(path: str | Path) -> dict:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunFolderError(f"{str(path)!r} is truncated or not JSON ({e})") from None
+
+
+def write_torch(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def read_torch(path: str | Path, what: str, weights_only: bool = True):
+    """``torch.load`` onto the CPU; a truncated or foreign file raises :class:`RunFolderError`
+    saying it is not ``what`` (e.g. ``"a ppgen checkpoint"``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # torch raises several types for a truncated or foreign file
+        raise RunFolderError(f"{str(path)!r} is truncated or not {what} ({e})") from None
 
 
 def check_format(metrics: dict, folder: Path) -> None:

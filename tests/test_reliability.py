@@ -102,3 +102,13 @@ def test_run_folder_files_are_readable_by_others(tmp_path):
     fit.save(tmp_path / "run", plots=False)
     for path in (tmp_path / "run").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old, path.name
+
+
+def test_damaged_params_file_is_refused(tmp_path):
+    fit = ppgen.fit("eight_schools", **{**SCHOOLS, "steps": 5})
+    fit.save(tmp_path / "run", plots=False)
+    assert torch.equal(ppgen.load(tmp_path / "run").params["AutoNormal.locs.mu"], fit.params["AutoNormal.locs.mu"])
+    params = tmp_path / "run" / "params.pt"
+    params.write_bytes(params.read_bytes()[:40])
+    with pytest.raises(ppgen.RunFolderError, match="params.pt.*truncated or not a file of learned params"):
+        ppgen.load(tmp_path / "run")
