@@ -95,7 +95,7 @@ def _fit(args) -> int:
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone writes the run folder
     data = read_data_file(args.data) if args.data else None
     pyro.set_rng_seed(args.seed)
-    problem = prepare(args.model, data, device=args.device)  # bad data is refused before the folder is touched
+    problem = prepare(spec, data, device=args.device)  # bad data is refused before the folder is touched
     if writer and args.resume is None:  # a fresh start: no stale state, and the options written first for --resume
         (out / "metrics.json").unlink(missing_ok=True)  # the folder no longer holds a complete run
         shutil.rmtree(out / "checkpoint", ignore_errors=True)

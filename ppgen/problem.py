@@ -106,9 +106,12 @@ class Problem:
 
 
 def resolve_model(model) -> ModelSpec:
-    """The :class:`~ppgen.models.ModelSpec` of a callable, a registered name or ``"path/to/file.py:function"``."""
+    """The :class:`~ppgen.models.ModelSpec` of a callable, a registered name or ``"path/to/file.py:function"``
+    (a spec already resolved is returned as it is)."""
     from ppgen import models
 
+    if isinstance(model, ModelSpec):
+        return model
     if callable(model):
         return ModelSpec(getattr(model, "__name__", "model"), model, backends=_backends_of(model))
     if not isinstance(model, str):
