@@ -28,11 +28,11 @@ import torch
 from pyro.distributions import constraints
 from pyro.distributions.transforms import AffineTransform, ComposeTransform
 from pyro.infer.autoguide import AutoContinuous
-from pyro.infer.autoguide.initialization import init_to_median
 from pyro.infer.reparam import NeuTraReparam
 from pyro.nn import PyroParam
 from torch import nn
 
+from ppgen.init import init_to_median
 from ppgen.errors import ConfigError, DataError, NotApplicableError
 from ppgen.inference.svi import register_guide
 from ppgen.models.flows import FlowTransform, build_transform

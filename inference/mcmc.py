@@ -4,8 +4,10 @@ Monte Carlo with a fixed trajectory length), both with step size and mass matrix
 Discrete latents are summed out of the potential energy by enumeration, then sampled from their
 exact conditional given each draw (:func:`ppgen.posterior.complete`). ``jit=True`` compiles the
 potential energy with the PyTorch JIT (often several times faster; opt-in, as tracing fails on
-programs whose structure depends on values). Initialization tries median, then a prior draw, then
-uniform in (-2, 2) on the unconstrained space, and says which sites stopped all three.
+programs whose structure depends on values). Initialization tries the prior median (Stan's
+uniform(-2, 2) on the unconstrained space where the prior cannot be sampled, :mod:`ppgen.init`),
+then Stan's rule at fresh random points, and says when both fail. A subsampled plate takes all
+its rows: a minibatch potential would make the sampler's accept step wrong.
 
 With a checkpoint folder, chains run one at a time and each is written when it finishes; a resumed
 run starts at the first chain not written.
@@ -19,16 +21,16 @@ from typing import Callable
 import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
-from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_uniform
 
 from ppgen import posterior
 from ppgen.errors import NotApplicableError
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.inference import register
+from ppgen.init import init_to_median, init_to_unconstrained_uniform
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
-INIT_STRATEGIES = (init_to_median, init_to_sample, init_to_uniform)
+INIT_STRATEGIES = (init_to_median, init_to_unconstrained_uniform)
 KERNEL_OPTIONS = ("jit", "init_strategy", "step_size", "adapt_step_size", "adapt_mass_matrix", "full_mass",
                   "target_accept_prob")
 
@@ -60,15 +62,16 @@ def mcmc_fit(problem: Problem, config: RunConfig, grouped: dict, stats: dict, se
     """A :class:`Fit` from draws of the continuous latents grouped by chain, completed with the
     deterministic and discrete sites."""
     c, d = config.num_chains, config.num_samples
+    errors = {}
     with problem.placement():
         draws = {k: v.to(problem.device).reshape((c * d,) + tuple(v.shape[2:])) for k, v in grouped.items()}
-        flat = posterior.complete(problem, draws)
+        flat = posterior.completed(problem, draws, errors)
     chains = {k: v.reshape((c, d) + tuple(v.shape[1:])) for k, v in flat.items()}
     diagnostics = {"divergences": int(stats["diverging"].sum())}
     if "acceptance_rate" in stats:
         diagnostics["accept_rate"] = stats["acceptance_rate"].float().mean(-1).tolist()
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds,
-               diagnostics=diagnostics, sample_stats=stats, problem=problem)
+               diagnostics=diagnostics, sample_stats=stats, problem=problem, errors=errors)
 
 
 def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
@@ -78,7 +81,7 @@ def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
 
     def run(num_chains: int, seed: int) -> tuple[dict, dict]:
         for i, strategy in enumerate(strategies):
-            kernel = kernel_cls(problem.enum_model, max_plate_nesting=problem.max_plate_nesting, jit_compile=jit,
+            kernel = kernel_cls(problem.enumerated(problem.full_model), max_plate_nesting=problem.max_plate_nesting, jit_compile=jit,
                                 ignore_jit_warnings=True, init_strategy=strategy, **opts)
             mcmc = MCMC(kernel, num_samples=config.num_samples, warmup_steps=config.num_warmup,
                         num_chains=num_chains, disable_progbar=not config.progress)

@@ -33,7 +33,7 @@ def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
 
     opts = dict(config.options)
     chain_method = opts.pop("chain_method", "sequential")
-    model = problem.model
+    model = numpyro_program(problem)
     if problem.has_discrete:
         from numpyro.contrib.funsor import config_enumerate
 
@@ -43,12 +43,25 @@ def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
                 chain_method=chain_method, progress_bar=config.progress)
 
 
+def numpyro_program(problem: Problem):
+    """The user's program as NumPyro's NUTS must see it: on all rows of a subsampled plate, with
+    each site whose support depends on another latent sampled on its unconstrained space (as the
+    Pyro engines do, :mod:`ppgen.backend.numpyro_transforms`)."""
+    from ppgen.backend.numpyro_transforms import DependentSupport, FullData
+
+    program = DependentSupport(problem.dependent)(problem.program) if problem.dependent else problem.program
+    return FullData()(program) if problem.subsampled else program
+
+
 def _numpyro_run(problem: Problem, config: RunConfig):
     import jax
 
     data = to_jax(problem.data)
 
     def run(num_chains: int, seed: int) -> tuple[dict, dict]:
+        from numpyro.compat.pyro import clear_param_store
+
+        clear_param_store()  # every fit starts afresh, as Pyro's engines clear Pyro's param store
         mcmc = numpyro_mcmc(problem, config, num_chains)
         try:
             with numpyro_backend():
@@ -66,10 +79,12 @@ def _numpyro_run(problem: Problem, config: RunConfig):
 def _check_runs_on_numpyro(problem: Problem) -> None:
     """One uncompiled NumPyro trace: every latent of the Pyro trace must appear in it."""
     from numpyro import handlers
+    from numpyro.infer import init_to_median
 
-    try:
+    try:  # at the values NUTS starts from: a prior draw of a heavy-tailed prior may overflow
         with numpyro_backend():
-            trace = handlers.trace(handlers.seed(problem.model, 0)).get_trace(**to_jax(problem.data))
+            program = handlers.substitute(handlers.seed(numpyro_program(problem), 0), substitute_fn=init_to_median)
+            trace = handlers.trace(program).get_trace(**to_jax(problem.data))
     except NotImplementedError as e:
         raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
     except Exception as e:  # torch code fed JAX arrays fails in many ways

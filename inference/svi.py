@@ -24,16 +24,17 @@ import pyro
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
-from pyro.infer.autoguide import (AutoDelta, AutoLowRankMultivariateNormal, AutoMultivariateNormal, AutoNormal,
-                                  init_to_median)
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoMultivariateNormal, AutoNormal
 from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
 from ppgen import posterior
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.errors import NumericalError, UnknownNameError
+from ppgen.full_data import FullData
 from ppgen.inference import load_all, register
+from ppgen.init import init_to_median
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
@@ -195,7 +196,8 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) ->
                        progress=config.progress and (parallel is None or parallel.rank == 0), elbo=elbo, **opts)
         if parallel is not None:  # the trained guide covers this process's rows: draw from one over all rows
             guide = make_guide(chosen, problem.continuous_model)
-        chains = _guide_draws(problem, guide, config)
+        errors = {}
+        chains = _guide_draws(problem, guide, config, errors)
     seconds = time.perf_counter() - start
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     tail = losses[-min(len(losses), 100):]
@@ -203,41 +205,20 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) ->
     if config.method == "svi":  # with a point-mass guide the objective is the log joint, not a bound
         diagnostics["elbo"] = -diagnostics["final_loss"]
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
-               diagnostics=diagnostics, params=params, guide=guide, problem=problem)
+               diagnostics=diagnostics, params=params, guide=guide, problem=problem, errors=errors)
 
 
-def _guide_draws(problem: Problem, guide, config: RunConfig) -> dict:
+def _guide_draws(problem: Problem, guide, config: RunConfig, errors: dict) -> dict:
     """``num_samples`` draws of every latent from the guide (discrete ones from their exact
     conditional), as one chain."""
     if config.num_samples <= 0 or not problem.names("latent", "discrete"):
         return {}
     latent = problem.names("latent")
+    guide = FullData()(guide) if problem.subsampled else guide  # local latents for every row, not a minibatch
     with torch.no_grad(), poutine.block():
-        draws = sample_guide(problem, guide, latent, config.num_samples) if latent else {}
-        draws = posterior.complete(problem, draws, num_draws=config.num_samples)
+        draws = posterior.guide_draws(problem, guide, latent, config.num_samples) if latent else {}
+        draws = posterior.completed(problem, draws, errors, num_draws=config.num_samples)
     return {k: v.unsqueeze(0) for k, v in draws.items()}
-
-
-VECTOR_BUDGET = 2**24  # data elements times draws evaluated at once when draws are vectorized
-
-
-def sample_guide(problem: Problem, guide, sites: list[str], num_samples: int) -> dict:
-    """``{site: (num_samples, *shape)}`` drawn from ``guide``: vectorized over draws in blocks whose
-    model evaluations stay within :data:`VECTOR_BUDGET`, or draw by draw for a program that does
-    not broadcast over a leading sample dimension."""
-    size = sum(v.numel() for v in problem.data.values() if torch.is_tensor(v)) or 1
-    block = max(1, min(num_samples, VECTOR_BUDGET // size))
-
-    def run(n: int, parallel: bool) -> dict:
-        out = Predictive(problem.continuous_model, guide=guide, num_samples=n, return_sites=sites,
-                         parallel=parallel)(**problem.data)
-        return {k: out[k].reshape((n,) + problem.sites[k].shape) for k in sites}
-
-    try:
-        blocks = [run(min(block, num_samples - i), parallel=True) for i in range(0, num_samples, block)]
-    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError):
-        blocks = [run(num_samples, parallel=False)]
-    return {k: torch.cat([b[k] for b in blocks]) for k in sites}
 
 
 OPTIONS = ("lr", "elbo", "num_particles", "optim", "clip_norm", "log_every", "callback", "checkpoint_every")

@@ -13,9 +13,10 @@ import_zuko()  # before anything else imports zuko, which would switch off torch
 from ppgen import data, inference, models
 from ppgen.api import fit
 from ppgen.results import Fit, load
+from ppgen.predictive import prior_predictive
 from ppgen.compare import compare, compare_models
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "models", "inference", "ConfigError", "DataError", "UnknownNameError", "NotApplicableError",
+__all__ = ["fit", "load", "prior_predictive", "Fit", "models", "inference", "ConfigError", "DataError", "UnknownNameError", "NotApplicableError",
            "NumericalError", "RunFolderError", "PPGenError"]

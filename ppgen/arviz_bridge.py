@@ -43,23 +43,44 @@ def from_dict(groups: dict, dims: dict, attrs: dict | None = None):
 
 
 def to_inference_data(problem: Problem, chains: dict, sample_stats: dict | None = None,
-                      log_likelihood: bool = True, predictive: bool = True, attrs: dict | None = None):
-    """An ``InferenceData`` from draws grouped by chain, ``{site: (chain, draw, *shape)}``."""
+                      log_likelihood: bool = True, predictive: bool = True, attrs: dict | None = None,
+                      errors: dict | None = None, groups: dict | None = None):
+    """An ``InferenceData`` from draws grouped by chain, ``{site: (chain, draw, *shape)}``.
+
+    A group that cannot be computed (the program fails on re-evaluation) is left out with a
+    warning, and ``errors[group]`` says why: the posterior itself is never lost. ``groups`` adds
+    ready-made groups (``prior``, ``prior_predictive``, ``predictions``: ``{site: (chain, draw, ...)}``).
+    """
+    errors = {} if errors is None else errors
     n_chains = next(iter(chains.values())).shape[0] if chains else 1
     flat = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in chains.items()}
     dims = {name: info.dim_names() for name, info in problem.sites.items()}
-    groups = {"posterior": _by_chain(flat, n_chains), "sample_stats": {k: _np(v) for k, v in (sample_stats or {}).items()}}
+    groups = {"posterior": _by_chain(flat, n_chains), "sample_stats": {k: _np(v) for k, v in (sample_stats or {}).items()},
+              **{k: {n: _np(v) for n, v in g.items()} for k, g in (groups or {}).items()}}
     observed = problem.names("observed")
-    if observed and flat:
+    latent = set(problem.names("latent", "discrete"))
+    if observed and flat and latent <= set(flat):
         if log_likelihood:
-            groups["log_likelihood"] = _by_chain(post.pointwise_log_likelihood(problem, flat), n_chains)
+            groups["log_likelihood"] = _attempt("log_likelihood", errors, lambda: _by_chain(
+                post.pointwise_log_likelihood(problem, flat), n_chains))
         if predictive:
-            groups["posterior_predictive"] = _by_chain(post.posterior_predictive(problem, flat), n_chains)
+            groups["posterior_predictive"] = _attempt("posterior_predictive", errors, lambda: _by_chain(
+                post.posterior_predictive(problem, flat), n_chains))
+    if observed:
         groups["observed_data"] = {name: _np(problem.observed[name]) for name in observed}
     for name in observed:  # one dims entry serves all groups only where the site has no event dims
         if problem.sites[name].event_dim:
             dims.pop(name)
     return from_dict(groups, dims=_dims_for(groups, dims), attrs=attrs)
+
+
+def _attempt(group: str, errors: dict, compute):
+    try:
+        return compute()
+    except Exception as e:  # noqa: BLE001 - whatever the program raises, the other groups are kept
+        errors[group] = f"{type(e).__name__}: {e}".split("\nTrace Shapes:")[0]
+        warnings.warn(f"ppgen: ArviZ group {group!r} left out: {errors[group]}", RuntimeWarning, stacklevel=3)
+        return {}
 
 
 def _dims_for(groups: dict, dims: dict) -> dict:

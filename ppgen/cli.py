@@ -110,7 +110,7 @@ def _fit(args) -> int:
         return 130
     if not writer:
         return 0
-    fit.save(out)
+    fit.save(out, checks=True)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)  # the complete run folder supersedes it
     print(f"{fit.model_name} by {method}: {fit.seconds:.1f} s", end="")
     if "divergences" in fit.diagnostics:
@@ -120,9 +120,11 @@ def _fit(args) -> int:
     if "elbo" in fit.diagnostics:
         print(f", ELBO {fit.diagnostics['elbo']:.3f}", end="")
     print()
-    if fit.chains:
+    if fit.chains and "summary.csv" not in fit.errors:
         summary = fit.summary()
         print(summary[[c for c in SUMMARY_COLUMNS if c in summary]].to_string(max_rows=40))
+    for step, error in fit.errors.items():
+        print(f"not written: {step} ({error})", file=sys.stderr)
     print(f"run folder: {out}")
     return 0
 

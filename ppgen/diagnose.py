@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ppgen.arviz_bridge import az
-from ppgen.plots import figure_of, save_png, trace_and_rank
+from ppgen.plots import figure_of, predictive_checks, save_png, trace_and_rank
 
 RHAT_MAX = 1.01
 ESS_MIN = 400  # bulk and tail, over all chains (Vehtari et al. 2021)
@@ -72,7 +72,6 @@ def flags(idata, summary=None) -> list[Flag]:
 
 
 PAIR_VARS = 4  # scalar parameters in the pair plot
-PPC_DRAWS = 50  # replicated data sets drawn in the posterior-predictive plot
 
 
 def plots(idata, folder: str | Path) -> dict[str, Path | str]:
@@ -83,7 +82,7 @@ def plots(idata, folder: str | Path) -> dict[str, Path | str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path | str] = trace_and_rank(idata, folder)
-    drawers = {"pair": _pair, "energy": _energy, "ppc": _ppc}
+    drawers = {"pair": _pair, "energy": _energy}
     for name, draw in drawers.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,6 +92,7 @@ def plots(idata, folder: str | Path) -> dict[str, Path | str]:
             continue
         fig.tight_layout()
         out[name] = save_png(fig, folder / f"{name}.png")
+    out.update(predictive_checks(idata, folder))
     return out
 
 
@@ -124,10 +124,3 @@ def _energy(idata):
     if stats is None or "energy" not in stats:
         return "energy plot needs the sampler's Hamiltonian energy (numpyro-nuts records it)"
     return figure_of(az.plot_energy(idata, figsize=(6, 4)))
-
-
-def _ppc(idata):
-    if not hasattr(idata, "posterior_predictive") or not hasattr(idata, "observed_data"):
-        return "posterior-predictive plot needs an observed site and posterior draws"
-    n = len(idata.posterior_predictive.data_vars)
-    return figure_of(az.plot_ppc(idata, num_pp_samples=PPC_DRAWS, random_seed=0, figsize=(6, 3.5 * n)))

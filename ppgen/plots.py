@@ -33,7 +33,11 @@ def _var_names(idata) -> list[str]:
     """Up to :data:`MAX_VARS` posterior variables worth a trace: real-valued, not constant across
     draws (discrete or fixed sites break rank plots), the smallest first (scalars before per-datapoint sites)."""
     post = idata.posterior
-    usable = [n for n in post.data_vars if post[n].dtype.kind == "f" and float(post[n].std(("chain", "draw")).min()) > 0]
+    def varies(n) -> bool:  # every entry spreads beyond rounding (a saturated probability breaks ArviZ's KDE)
+        spread = post[n].std(("chain", "draw")) / (1 + abs(post[n].mean(("chain", "draw"))))
+        return float(spread.min()) > 1e-6
+
+    usable = [n for n in post.data_vars if post[n].dtype.kind == "f" and varies(n)]
     return sorted(usable, key=lambda n: post[n].size)[:MAX_VARS]
 
 
@@ -70,3 +74,33 @@ def loss_curve(losses, path: Path) -> None:
         ax.set_yscale("log")
     fig.tight_layout()
     save_png(fig, path)
+
+
+PPC_DRAWS = 100  # replicated data sets drawn over the observed data
+
+
+def predictive_checks(idata, folder: Path) -> dict[str, Path | str]:
+    """``ppc.png`` (observed data over posterior-predictive draws) and ``prior_ppc.png`` (over
+    prior-predictive draws), each where its group exists; returns ``{kind: path or reason}``."""
+    from ppgen.arviz_bridge import az
+
+    out = {}
+    for kind, group, name in (("ppc", "posterior", "posterior_predictive"), ("prior_ppc", "prior", "prior_predictive")):
+        if not hasattr(idata, name) or not hasattr(idata, "observed_data"):
+            out[kind] = f"no {name.replace('_', ' ')} draws"
+            continue
+        draws = getattr(idata, name)
+        total = draws.sizes["chain"] * draws.sizes["draw"]
+        options = dict(group=group, observed=True, num_pp_samples=min(PPC_DRAWS, total), random_seed=0,
+                       figsize=(6, 3.5 * len(draws.data_vars)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                axes = az.plot_ppc(idata, **options)
+            except ValueError:  # ArviZ's KDE fails on near-constant or wide-spread integer draws: ECDFs do not
+                plt.close("all")
+                axes = az.plot_ppc(idata, kind="cumulative", **options)
+        fig = figure_of(axes)
+        fig.tight_layout()
+        out[kind] = save_png(fig, folder / f"{kind}.png")
+    return out

@@ -9,6 +9,7 @@ the plates raises one :class:`~ppgen.errors.DataError` naming the site, the expe
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import math
@@ -22,12 +23,16 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import config_enumerate
+from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.messenger import Messenger
 from pyro.util import check_site_shape
 
 from ppgen.device import placement, resolve_device
 from ppgen.errors import DataError, UnknownNameError
+from ppgen.full_data import FullData
+from ppgen.init import init_to_median, init_to_unconstrained_uniform
 from ppgen.models import ModelSpec
+from ppgen.support import TRANSFORMED, DependentSupport, dependent_sites
 
 __all__ = ["Problem", "RunConfig", "SiteInfo", "prepare", "resolve_model"]
 
@@ -71,7 +76,14 @@ class RunConfig:
 
 @dataclass
 class Problem:
-    """A validated model with its data on ``device``. Built by :func:`prepare`."""
+    """A validated model with its data on ``device``. Built by :func:`prepare`.
+
+    ``program`` is the user's program as written; ``model`` is what Pyro's engines run: the program
+    with each site whose support depends on another latent sampled on its unconstrained space
+    (:class:`~ppgen.support.DependentSupport`, names in ``dependent``). ``full_model`` and
+    ``full_program`` see every row of a subsampled plate (``subsampled``): MCMC and every post-fit
+    step use them, SVI fits the minibatches.
+    """
 
     name: str
     model: Callable
@@ -81,8 +93,16 @@ class Problem:
     backends: tuple[str, ...]
     sites: dict[str, SiteInfo]
     max_plate_nesting: int
-    observed: dict[str, torch.Tensor]  # each observed site's value, as the model saw it
+    observed: dict[str, torch.Tensor]  # each observed site's value on all rows
     guide: Callable | str | None = None  # the model's own guide (e.g. an amortized encoder), if it has one
+    program: Callable | None = None
+    dependent: tuple[str, ...] = ()
+    subsampled: bool = False
+    cache: dict = field(default_factory=dict, repr=False)  # what posterior.py probes once per problem
+
+    def __post_init__(self):
+        if self.program is None:
+            self.program = self.model
 
     def names(self, *kinds: str) -> list[str]:
         return [n for n, s in self.sites.items() if s.kind in kinds]
@@ -91,10 +111,24 @@ class Problem:
     def has_discrete(self) -> bool:
         return bool(self.names("discrete"))
 
+    def enumerated(self, program: Callable) -> Callable:
+        """``program`` with every discrete latent marked for parallel enumeration."""
+        return config_enumerate(program, default="parallel") if self.has_discrete else program
+
     @cached_property
     def enum_model(self) -> Callable:
         """The model with every discrete latent marked for parallel enumeration."""
-        return config_enumerate(self.model, default="parallel") if self.has_discrete else self.model
+        return self.enumerated(self.model)
+
+    @cached_property
+    def full_model(self) -> Callable:
+        """The model on every row of its subsampled plates."""
+        return FullData()(self.model) if self.subsampled else self.model
+
+    @cached_property
+    def full_program(self) -> Callable:
+        """The program as written, on every row of its subsampled plates."""
+        return FullData()(self.program) if self.subsampled else self.program
 
     @cached_property
     def continuous_model(self) -> Callable:
@@ -112,8 +146,13 @@ def resolve_model(model) -> ModelSpec:
 
     if isinstance(model, ModelSpec):
         return model
-    if callable(model):
-        return ModelSpec(getattr(model, "__name__", "model"), model, backends=_backends_of(model))
+    if callable(getattr(model, "model", None)):  # an object with model/guide methods (Pyro's examples/vae)
+        guide = getattr(model, "guide", None)
+        return ModelSpec(type(model).__name__, model.model, guide=guide if callable(guide) else None,
+                         backends=_backends_of(model.model))
+    if callable(model):  # a function, or a PyroModule whose forward is the model
+        name = getattr(model, "__name__", None) or type(model).__name__
+        return ModelSpec(name, model, backends=_backends_of(model))
     if not isinstance(model, str):
         raise UnknownNameError(f"model must be a Pyro program, a registered name or 'file.py:function', got {type(model).__name__}")
     if ":" in model and model.split(":")[0].endswith(".py"):
@@ -128,12 +167,14 @@ def _load_user_model(target: str) -> ModelSpec:
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise UnknownNameError(f"{path!r} has no function {fn_name!r}")
+    program = getattr(module, fn_name, None)
+    if not (callable(program) or callable(getattr(program, "model", None))):
+        raise UnknownNameError(f"{path!r} has no function {fn_name!r} (nor an object with a model method)")
     data = getattr(module, "data", None)  # bundled data: a dict, or a function returning one
-    return ModelSpec(fn_name, fn, data=data if data is None or callable(data) else lambda: data,
-                     backends=_backends_of(fn))
+    found = resolve_model(program)
+    guide = getattr(module, "guide", None) if found.guide is None else found.guide
+    return dataclasses.replace(found, name=fn_name, data=data if data is None or callable(data) else lambda: data,
+                               guide=guide if callable(guide) else None)
 
 
 def _backends_of(program: Callable) -> tuple[str, ...]:
@@ -170,8 +211,13 @@ def to_tensors(data: dict, device: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
+def _signature(program: Callable) -> inspect.Signature:
+    """The signature a program is called with (a module's ``forward``)."""
+    return inspect.signature(program.forward if isinstance(program, torch.nn.Module) else program)
+
+
 def _check_keys(name: str, model: Callable, data: dict) -> None:
-    params = inspect.signature(model).parameters
+    params = _signature(model).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     accepted = [p for p in params if params[p].kind in (params[p].POSITIONAL_OR_KEYWORD, params[p].KEYWORD_ONLY)]
@@ -225,6 +271,8 @@ def _trace(name: str, model: Callable, data: dict) -> poutine.Trace:
 
 def _site_kind(site) -> str:
     fn = site["fn"]
+    if site["infer"].get(TRANSFORMED):
+        return "deterministic"  # sampled on its unconstrained space by DependentSupport
     if site["is_observed"]:
         if type(fn).__name__ == "Unit" or isinstance(fn, pyro.distributions.Unit):
             return "factor"
@@ -241,7 +289,7 @@ def _check_observed(name: str, site) -> None:
     if not isinstance(value, torch.Tensor):
         raise DataError(f"observed site {site['name']!r} of model {name!r} must be an array, got {type(value).__name__}")
     if value.is_floating_point() and not torch.isfinite(value).all():
-        raise DataError(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
+        raise _NoFit(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
     expected = tuple(fn.batch_shape + fn.event_shape)
     padded = (1,) * (len(expected) - value.dim()) + tuple(value.shape)
     if padded != expected:
@@ -251,7 +299,7 @@ def _check_observed(name: str, site) -> None:
     ok = fn.support.check(value)
     if not bool(ok.all()):
         first = value[~ok.expand(value.shape)][0] if ok.shape == value.shape else value.flatten()[0]
-        raise DataError(f"observed site {site['name']!r} of model {name!r}: values must lie in the support "
+        raise _NoFit(f"observed site {site['name']!r} of model {name!r}: values must lie in the support "
                         f"{fn.support} of {type(fn).__name__}, got e.g. {first.item()!r}")
 
 
@@ -278,8 +326,10 @@ def _plates_cover(shape: tuple, plates: tuple) -> bool:
     return all(-i in sizes and shape[-i] in (sizes[-i], 1) for i in range(1, len(shape) + 1))
 
 
-def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None = None) -> Problem:
-    """Resolve ``model``, move ``data`` to ``device`` and validate them together (see module doc)."""
+def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None = None,
+            require_observed: bool = True) -> Problem:
+    """Resolve ``model``, move ``data`` to ``device`` and validate them together (see module doc).
+    ``require_observed=False`` accepts data that observes nothing (inputs to predict at)."""
     spec = resolve_model(model)
     name, program, backends = spec.name, spec.model, spec.backends
     if data is None:
@@ -292,11 +342,55 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
     _check_keys(name, program, tensors)
     _check_finite(tensors)
     with placement(dev, dtype):
-        tr = _trace(name, program, tensors)
+        full = FullData()
+        tr = _valid_trace(name, full(program), tensors)
+        latent = [n for n, s in tr.nodes.items() if s["type"] == "sample" and not s["is_observed"]
+                  and type(s["fn"]).__name__ != "_Subsample" and not s["fn"].support.is_discrete]
+        dependent = tuple(dependent_sites(tr, _valid_trace(name, full(program), tensors, first=1), latent)) if latent else ()
+        model = DependentSupport(dependent)(program) if dependent else program
+        if dependent:
+            tr = _valid_trace(name, FullData()(model), tensors)
     sites, max_plate_nesting = _describe(tr)
     observed = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.get(s["name"]) and sites[s["name"]].kind == "observed"]
-    for site in observed:
-        _check_observed(name, site)
+    if require_observed and not observed and not any(s.kind == "factor" for s in sites.values()):
+        params = _signature(program).parameters
+        unused = [p for p in params if p not in tensors and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+        hint = f"; arguments not given: {', '.join(unused)}" if unused else ""
+        raise DataError(f"model {name!r} observes nothing with the data given ({', '.join(tensors) or 'none'}){hint}: "
+                        f"without observed data the posterior is the prior")
+    return Problem(name, model, tensors, dev, dtype, backends, sites, max_plate_nesting,
+                   {site["name"]: site["value"] for site in observed}, spec.guide, program=program,
+                   dependent=dependent, subsampled=bool(full.subsampled))
+
+
+ATTEMPTS = 10  # initial values tried before data that fits no value of the latents is refused
+
+
+class _NoFit(DataError):
+    """The data does not fit the model at these values of the latents (another value may fit)."""
+
+
+def _valid_trace(name: str, program: Callable, data: dict, first: int = 0) -> poutine.Trace:
+    """A checked trace of ``program`` at latent values valid by construction: the prior median where
+    the prior can be sampled (else Stan's uniform(-2, 2) on the unconstrained space), then Stan's
+    rule at up to ``ATTEMPTS`` random points, until the observed data lies in its support with a
+    finite log density (a shape error is final at once). ``first`` skips the first attempts."""
+    error = None
+    for attempt in range(first, first + ATTEMPTS):
+        strategy = init_to_median if attempt == 0 else init_to_unconstrained_uniform
+        try:
+            return _checked_trace(name, InitMessenger(strategy)(program), data)
+        except _NoFit as e:
+            error = error or e
+    raise DataError(str(error)) from None
+
+
+def _checked_trace(name: str, program: Callable, data: dict) -> poutine.Trace:
+    tr = _trace(name, program, data)
+    sites, _ = _describe(tr)
+    for site in tr.nodes.values():
+        if site["type"] == "sample" and site["name"] in sites and sites[site["name"]].kind == "observed":
+            _check_observed(name, site)
     try:
         with pyro.validation_enabled(True):
             tr.compute_log_prob()
@@ -305,11 +399,9 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
                 check_site_shape(site, math.inf)  # the log density's shape must match the plates, all of it
     except _MODEL_ERRORS as e:
         raise _failure(name, "computing its log density", e) from e
-    if not observed and not any(s.kind == "factor" for s in sites.values()):
-        params = inspect.signature(program).parameters
-        unused = [p for p in params if p not in tensors and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
-        hint = f"; arguments not given: {', '.join(unused)}" if unused else ""
-        raise DataError(f"model {name!r} observes nothing with the data given ({', '.join(tensors) or 'none'}){hint}: "
-                        f"without observed data the posterior is the prior")
-    return Problem(name, program, tensors, dev, dtype, backends, sites, max_plate_nesting,
-                   {site["name"]: site["value"] for site in observed}, spec.guide)
+    bad = [n for n in sites if (sites[n].kind == "observed" and not torch.isfinite(tr.nodes[n]["log_prob"]).all())
+           or (sites[n].kind == "factor" and torch.isnan(tr.nodes[n]["log_prob"]).any())]  # a factor may be -inf
+    if bad:
+        raise _NoFit(f"model {name!r}: the log density of {', '.join(map(repr, bad))} is not finite at any of "
+                     f"{ATTEMPTS} initial values of its latents; check the data against the model's supports")
+    return tr

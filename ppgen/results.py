@@ -17,6 +17,8 @@ from ppgen.runfolder import FORMAT, atomic_path, check_format, read_json, read_t
 
 __all__ = ["Fit", "load"]
 
+PRIOR_DRAWS = 200  # prior predictive draws a run folder's prior_ppc.png is drawn from
+
 
 @dataclass
 class Fit:
@@ -31,6 +33,8 @@ class Fit:
     :ivar diagnostics: divergences, acceptance rate, ... where the method reports them.
     :ivar params: learned Pyro params (optimization methods).
     :ivar extras: method-specific results (e.g. ``marginals`` and ``map`` for ``enum``).
+    :ivar errors: post-fit steps that failed, ``{step: message}`` (the draws are kept whatever fails).
+    :ivar groups: extra ArviZ groups (``prior``, ``prior_predictive``, ``predictions``), ``{group: {site: (chain, draw, ...)}}``.
     """
 
     method: str
@@ -45,6 +49,8 @@ class Fit:
     extras: dict = field(default_factory=dict)
     sample_stats: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict, repr=False)
     problem: Problem | None = field(default=None, repr=False)
     _idata: Any = field(default=None, repr=False)
 
@@ -54,9 +60,7 @@ class Fit:
         return self.get_samples()
 
     def get_samples(self, group_by_chain: bool = False) -> dict:
-        if group_by_chain:
-            return dict(self.chains)
-        return {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in self.chains.items()}
+        return dict(self.chains) if group_by_chain else _flat(self.chains)
 
     @property
     def num_chains(self) -> int:
@@ -69,9 +73,35 @@ class Fit:
                 raise ValueError("this Fit has neither its model nor a saved posterior; nothing to convert")
             from ppgen.arviz_bridge import to_inference_data
 
-            self._idata = to_inference_data(self.problem, self.chains, self.sample_stats,
+            self._idata = to_inference_data(self.problem, self.chains, self.sample_stats, errors=self.errors,
+                                            groups=self.groups,
                                             attrs={"ppgen_method": self.method, "ppgen_model": self.model_name})
         return self._idata
+
+    def prior_predictive(self, num_samples: int = 500) -> dict:
+        """Draws from the prior and the prior predictive on this fit's data, ``{site: (num_samples, ...)}``;
+        also added to :meth:`to_arviz` as the ``prior`` and ``prior_predictive`` groups."""
+        from ppgen.predictive import prior_groups
+
+        self.groups.update(prior_groups(self._require_problem(), num_samples))
+        self._idata = None
+        return _flat({**self.groups["prior"], **self.groups["prior_predictive"]})
+
+    def predict(self, data: dict, sites: list[str] | None = None) -> dict:
+        """The posterior predictive at new inputs (``def model(x, y=None)`` with ``data={"x": new_x}``):
+        ``{site: (draws, ...)}`` for every site the posterior does not fix (by default), each
+        draw of the posterior conditioning one run of the model; also the ``predictions`` group of
+        :meth:`to_arviz`."""
+        from ppgen.predictive import predictions
+
+        self.groups["predictions"] = predictions(self._require_problem(), self.chains, data, sites)
+        self._idata = None
+        return _flat(self.groups["predictions"])
+
+    def _require_problem(self) -> Problem:
+        if self.problem is None:
+            raise ValueError("this Fit was loaded from a run folder without its model; fit again to predict")
+        return self.problem
 
     def summary(self, **kwargs):
         """ArviZ's summary table (pandas): mean, sd, hdi, mcse, ess_bulk, ess_tail, r_hat per parameter."""
@@ -82,6 +112,34 @@ class Fit:
         with warnings.catch_warnings():  # constant draws (observed-out discrete sites) give 0/0 in ESS, shown as NaN
             warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
             return az.summary(idata, var_names=names, **kwargs)
+
+    def _attempt(self, step: str, write) -> bool:
+        """Run one post-fit step; a failure is kept in ``errors`` (and in ``metrics.json``), not raised."""
+        try:
+            write()
+            return True
+        except Exception as e:  # noqa: BLE001 - the fit has spent its time: keep what can be kept
+            self.errors[step] = f"{type(e).__name__}: {e}".split("\nTrace Shapes:")[0]
+            warnings.warn(f"ppgen: {step} not written: {self.errors[step]}", RuntimeWarning, stacklevel=3)
+            return False
+
+    def _prior_check(self) -> None:
+        """The prior predictive for the run folder's ``prior_ppc.png``; a model with an improper prior
+        has none, which ``diagnostics["prior_predictive"]`` says."""
+        from ppgen.errors import NotApplicableError
+
+        try:
+            self.prior_predictive(PRIOR_DRAWS)
+        except NotApplicableError as e:
+            self.diagnostics["prior_predictive"] = f"not drawn: {e}"
+
+    def _write_netcdf(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            self.to_arviz().to_netcdf(str(tmp))
+
+    def _write_summary(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            self.summary().to_csv(tmp)
 
     def metrics(self) -> dict:
         return {
@@ -94,24 +152,30 @@ class Fit:
             "log_evidence": self.log_evidence,
             "final_loss": self.losses[-1] if self.losses else None,
             "diagnostics": self.diagnostics,
+            "errors": self.errors,
         }
 
-    def save(self, folder: str | Path, plots: bool = True) -> Path:
+    def save(self, folder: str | Path, plots: bool = True, checks: bool = False) -> Path:
         """Write a run folder: ``config.json``, ``posterior.nc`` (netCDF), ``summary.csv``, ``losses.csv``,
-        ``trace.png``, ``rank.png``, ``params.pt`` (learned params) and ``metrics.json`` (written last: its presence marks a complete folder)."""
+        ``trace.png``, ``rank.png``, ``params.pt`` (learned params) and ``metrics.json`` (written last: its
+        presence marks a complete folder). ``checks`` adds the prior predictive draws and ``ppc.png`` /
+        ``prior_ppc.png`` (``ppgen fit`` writes them). A step that fails is named in ``errors``."""
+        from ppgen import plots as ppgen_plots
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = {**self.config, "versions": versions(), "command": " ".join(sys.argv)}
         write_json(folder / "config.json", config)
         if self.chains:
-            with atomic_path(folder / "posterior.nc") as tmp:
-                self.to_arviz().to_netcdf(str(tmp))
-            with atomic_path(folder / "summary.csv") as tmp:
-                self.summary().to_csv(tmp)
+            if checks and self.problem is not None and "prior" not in self.groups:
+                self._attempt("prior_predictive", self._prior_check)
+            if not self._attempt("posterior.nc", lambda: self._write_netcdf(folder / "posterior.nc")):
+                write_torch(folder / "draws.pt", {k: v.detach().cpu() for k, v in self.chains.items()})
+            self._attempt("summary.csv", lambda: self._write_summary(folder / "summary.csv"))
             if plots:
-                from ppgen import plots as ppgen_plots
-
-                ppgen_plots.trace_and_rank(self.to_arviz(), folder)
+                self._attempt("trace.png", lambda: ppgen_plots.trace_and_rank(self.to_arviz(), folder))
+            if checks:
+                self._attempt("ppc.png", lambda: ppgen_plots.predictive_checks(self.to_arviz(), folder))
         if self.losses:
             with atomic_path(folder / "losses.csv") as tmp:
                 np.savetxt(tmp, np.asarray(self.losses), header="loss", comments="")
@@ -123,6 +187,11 @@ class Fit:
             write_torch(folder / "params.pt", {k: v.detach().cpu() for k, v in self.params.items()})
         write_json(folder / "metrics.json", self.metrics())
         return folder
+
+
+def _flat(grouped: dict) -> dict:
+    """``{site: (chain, draw, ...)}`` as ``{site: (chain * draw, ...)}``."""
+    return {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in grouped.items()}
 
 
 def load(folder: str | Path) -> Fit:
@@ -141,6 +210,8 @@ def load(folder: str | Path) -> Fit:
             chains = {k: torch.as_tensor(np.asarray(v.values)) for k, v in idata.posterior.data_vars.items()}
         except Exception as e:  # netCDF/HDF5 readers raise many types for a damaged file
             raise RunFolderError(f"{str(folder / 'posterior.nc')!r} is truncated or not a netCDF posterior ({e})") from None
+    elif (folder / "draws.pt").exists():  # the draws of a fit whose ArviZ conversion failed
+        chains = read_torch(folder / "draws.pt", "a file of posterior draws")
     losses, params = None, None
     if (folder / "losses.csv").exists():
         losses = np.loadtxt(folder / "losses.csv", skiprows=1, ndmin=1).tolist()
@@ -148,7 +219,7 @@ def load(folder: str | Path) -> Fit:
         params = read_torch(folder / "params.pt", "a file of learned params")
     return Fit(method=metrics["method"], model_name=metrics["model"], chains=chains, seconds=metrics["seconds"],
                losses=losses, params=params, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
-               config=config, _idata=idata)
+               config=config, errors=metrics.get("errors", {}), _idata=idata)
 
 
 def versions() -> dict:

@@ -2,9 +2,13 @@
 
 A model written against ``pyroapi`` (``from pyroapi import pyro, distributions as dist``) runs on
 Pyro by default and on NumPyro inside :func:`numpyro_backend`. NumPyro's own ``pyroapi`` backend
-(``numpyro.compat``) has only ``sample``, ``param``, ``plate`` and ``module``; ppgen registers the
-backend ``"ppgen-numpyro"`` whose ``pyro`` module adds ``deterministic``, ``factor``, ``markov``,
-``subsample`` and ``config_enumerate`` from NumPyro's own primitives (:mod:`.numpyro_primitives`).
+(``numpyro.compat``) has only ``sample``, ``param``, ``plate`` and ``module``, and some of its names mean
+something else than Pyro's (``ops.zeros`` returns ones). ppgen registers the backend ``"ppgen-numpyro"``
+whose modules give Pyro's meanings: ``pyro`` (:mod:`.numpyro_primitives`: adds ``deterministic``,
+``factor``, ``markov``, ``subsample``, ``config_enumerate``), ``ops`` (:mod:`.numpyro_ops`: torch's
+signatures and values), ``distributions`` (:mod:`.numpyro_distributions`), ``handlers``
+(:mod:`.numpyro_handlers`) and ``infer`` (:mod:`.numpyro_infer`). Names with no NumPyro counterpart raise
+``NotImplementedError``.
 """
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ NUMPYRO = "ppgen-numpyro"
 pyroapi.register_backend(
     NUMPYRO,
     {
-        "distributions": "numpyro.compat.distributions",
-        "handlers": "numpyro.compat.handlers",
-        "infer": "numpyro.compat.infer",
-        "ops": "numpyro.compat.ops",
+        "distributions": "ppgen.backend.numpyro_distributions",
+        "handlers": "ppgen.backend.numpyro_handlers",
+        "infer": "ppgen.backend.numpyro_infer",
+        "ops": "ppgen.backend.numpyro_ops",
         "optim": "numpyro.compat.optim",
         "pyro": "ppgen.backend.numpyro_primitives",
     },
