@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ppgen import posterior as post
+from ppgen.errors import record_failure
 from ppgen.problem import Problem
 
 with warnings.catch_warnings():
@@ -78,8 +79,7 @@ def _attempt(group: str, errors: dict, compute):
     try:
         return compute()
     except Exception as e:  # noqa: BLE001 - whatever the program raises, the other groups are kept
-        errors[group] = f"{type(e).__name__}: {e}".split("\nTrace Shapes:")[0]
-        warnings.warn(f"ppgen: ArviZ group {group!r} left out: {errors[group]}", RuntimeWarning, stacklevel=3)
+        record_failure(errors, group, e, f"ArviZ group {group!r} left out")
         return {}
 
 

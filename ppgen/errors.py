@@ -34,3 +34,12 @@ class NumericalError(PPGenError, FloatingPointError):
         super().__init__(message)
         self.step = step
         self.sites = sites
+
+
+def record_failure(errors: dict, step: str, error: Exception, what: str) -> None:
+    """Keep a post-fit failure as ``errors[step]`` (its message without the trace-shape table Pyro
+    appends) and warn ``ppgen: {what}: {message}``: the fit's draws survive whatever failed."""
+    import warnings
+
+    errors[step] = f"{type(error).__name__}: {error}".split("\nTrace Shapes:")[0]
+    warnings.warn(f"ppgen: {what}: {errors[step]}", RuntimeWarning, stacklevel=3)

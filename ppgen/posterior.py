@@ -24,7 +24,6 @@ Every evaluation sees all rows of a subsampled plate (:class:`~ppgen.full_data.F
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import pyro
@@ -35,6 +34,7 @@ from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
+from ppgen.errors import record_failure
 from ppgen.init import init_to_unconstrained_uniform
 from ppgen.problem import Problem
 
@@ -131,9 +131,7 @@ def completed(problem: Problem, draws: dict, errors: dict, **options) -> dict:
     try:
         return complete(problem, draws, **options)
     except Exception as e:  # noqa: BLE001 - whatever the program raises, the draws are kept
-        errors["complete"] = f"{type(e).__name__}: {e}".split("\nTrace Shapes:")[0]
-        warnings.warn(f"ppgen: deterministic and discrete sites could not be added to the draws ({errors['complete']})",
-                      RuntimeWarning, stacklevel=2)
+        record_failure(errors, "complete", e, "deterministic and discrete sites could not be added to the draws")
         return dict(draws)
 
 

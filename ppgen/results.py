@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ppgen.errors import record_failure
 from ppgen.problem import Problem
 from ppgen.runfolder import FORMAT, atomic_path, check_format, read_json, read_torch, write_json, write_torch
 
@@ -119,8 +120,7 @@ class Fit:
             write()
             return True
         except Exception as e:  # noqa: BLE001 - the fit has spent its time: keep what can be kept
-            self.errors[step] = f"{type(e).__name__}: {e}".split("\nTrace Shapes:")[0]
-            warnings.warn(f"ppgen: {step} not written: {self.errors[step]}", RuntimeWarning, stacklevel=3)
+            record_failure(self.errors, step, e, f"{step} not written")
             return False
 
     def _prior_check(self) -> None:
