@@ -23,13 +23,12 @@ import statistics
 
 import pyro
 import torch
+from common import elapsed
 
 import ppgen.inference.diffusion_elbo  # noqa: F401  (registers elbo="diffusion" and "diffusion-simple")
 from ppgen.data import toy2d
 from ppgen.inference.svi import train
 from ppgen.models.diffusion import Diffusion, TimeMLP, linear_schedule
-
-from common import elapsed
 
 TS = (10, 100, 1000)
 FULL = "ppgen full-chain Trace_ELBO"
@@ -113,12 +112,13 @@ def main() -> None:
                                         chain_steps[T], device))
     rows = {name: {T: statistics.median(times[name, T]) for T in TS} for name in [*fast, FULL]}
 
-    print(f"\nms per training step: 2-D data, batch {args.batch} of {args.n}, eps-MLP {args.layers}x{args.hidden} SiLU, "
-          f"Adam, device {device}, {args.threads} thread(s), median of {args.repeats} rounds\n")
+    print(f"\nms per training step: 2-D data, batch {args.batch} of {args.n}, eps-MLP {args.layers}x{args.hidden} "
+          f"SiLU, Adam, device {device}, {args.threads} thread(s), median of {args.repeats} rounds\n")
     print(f"| {'objective':<28} | " + " | ".join(f"T={T:>4}" for T in TS) + " | T=1000 / T=10 |")
     print(f"|{'-' * 30}|" + "|".join("-" * 8 for _ in TS) + "|---------------|")
     for name, by_T in rows.items():
-        print(f"| {name:<28} | " + " | ".join(f"{by_T[T]:6.2f}" for T in TS) + f" | {by_T[TS[-1]] / by_T[TS[0]]:13.2f} |")
+        print(f"| {name:<28} | " + " | ".join(f"{by_T[T]:6.2f}" for T in TS) +
+              f" | {by_T[TS[-1]] / by_T[TS[0]]:13.2f} |")
     base = rows["PyTorch simple loss"]
     print("\nratio to the hand-written PyTorch step (same network, same T):\n")
     print(f"| {'objective':<28} | " + " | ".join(f"T={T:>4}" for T in TS) + " |")

@@ -68,7 +68,8 @@ def gibbs_table(x: np.ndarray, args) -> None:
                 v = est.gibbs(v)
 
         rates = median_rates({"ppgen": lambda: gibbs(rbm, v_t, args.sweeps), "sklearn": sk}, args.sweeps, args.repeats)
-        print(f"{hidden:6d} {chains:6d} {rates['ppgen']:10.0f} {rates['sklearn']:10.0f} {rates['ppgen'] / rates['sklearn']:6.2f}")
+        print(f"{hidden:6d} {chains:6d} {rates['ppgen']:10.0f} {rates['sklearn']:10.0f} "
+              f"{rates['ppgen'] / rates['sklearn']:6.2f}")
 
 
 def cd_table(x: np.ndarray, args) -> None:
@@ -84,7 +85,8 @@ def cd_table(x: np.ndarray, args) -> None:
 
         rates = median_rates({"ppgen": ours, "sklearn": lambda: sklearn_rbm(x, hidden, batch, args.epochs).fit(x)},
                              args.epochs * len(x), args.repeats)
-        print(f"{hidden:6d} {batch:6d} {rates['ppgen']:10.0f} {rates['sklearn']:10.0f} {rates['ppgen'] / rates['sklearn']:6.2f}")
+        print(f"{hidden:6d} {batch:6d} {rates['ppgen']:10.0f} {rates['sklearn']:10.0f} "
+              f"{rates['ppgen'] / rates['sklearn']:6.2f}")
 
 
 def plain_langevin(energy, x, steps: int, step_size: float) -> torch.Tensor:
@@ -98,7 +100,8 @@ def plain_langevin(energy, x, steps: int, step_size: float) -> torch.Tensor:
 
 def langevin_table(args) -> None:
     print(f"\nLangevin steps per second on an EnergyNet ({args.langevin_steps} steps per round)")
-    print(f"{'dim':>4} {'hidden':>6} {'chains':>6} {'ppgen ULA':>10} {'ppgen MALA':>10} {'PyTorch':>10} {'ULA ratio':>9}")
+    print(f"{'dim':>4} {'hidden':>6} {'chains':>6} {'ppgen ULA':>10} {'ppgen MALA':>10} {'PyTorch':>10} "
+          f"{'ULA ratio':>9}")
     torch.manual_seed(0)
     for dim, hidden, chains in ((2, 64, 1000), (64, 256, 256)):
         net = EnergyNet(dim, (hidden, hidden))

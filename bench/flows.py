@@ -34,15 +34,14 @@ import statistics
 
 import pyro
 import torch
-
-from ppgen.data import toy2d
-from ppgen.models.autoregressive import FVSBN, MADE, NADE
-from ppgen.models.flows import Flow
+from common import OneAdam, elapsed
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow as ZukoFlow
 from zuko.lazy import UnconditionalDistribution
 
-from common import OneAdam, elapsed
+from ppgen.data import toy2d
+from ppgen.models.autoregressive import FVSBN, MADE, NADE
+from ppgen.models.flows import Flow
 
 
 def timed(fn, device: torch.device) -> float:
@@ -86,17 +85,23 @@ def flow_table(args, device) -> None:
             if round_ == 1:
                 cells = {k: [] for k in cells}
             with torch.no_grad():
-                cells["logp_ppgen"].append(timed(lambda: [flow.distribution().log_prob(x_eval) for _ in range(args.calls)], device))
+                cells["logp_ppgen"].append(timed(lambda: [flow.distribution().log_prob(x_eval)
+                                                          for _ in range(args.calls)], device))
                 with pyro.validation_enabled(False):
-                    cells["logp_zuko"].append(timed(lambda: [zflow().log_prob(x_eval) for _ in range(args.calls)], device))
-                cells["sample_ppgen"].append(timed(lambda: [flow.distribution().sample((args.eval_size,)) for _ in range(args.calls)], device))
+                    cells["logp_zuko"].append(timed(lambda: [zflow().log_prob(x_eval) for _ in range(args.calls)],
+                                                    device))
+                cells["sample_ppgen"].append(timed(lambda: [flow.distribution().sample((args.eval_size,))
+                                                            for _ in range(args.calls)], device))
                 with pyro.validation_enabled(False):
-                    cells["sample_zuko"].append(timed(lambda: [zflow().sample((args.eval_size,)) for _ in range(args.calls)], device))
+                    cells["sample_zuko"].append(timed(lambda: [zflow().sample((args.eval_size,))
+                                                               for _ in range(args.calls)], device))
             for b in batches:
-                cells[f"train_ppgen_{b}"].append(timed(lambda: flow.fit(data, steps=args.steps, lr=1e-3, batch_size=b, seed=None), device))
-                cells[f"train_zuko_{b}"].append(timed(lambda: zuko_train(zflow, data, b, args.steps, optimizer), device))
-                cells[f"train_one_adam_{b}"].append(timed(lambda: flow.fit(data, steps=args.steps, batch_size=b, seed=None,
-                                                                           optim=one_adam), device))
+                cells[f"train_ppgen_{b}"].append(timed(lambda: flow.fit(data, steps=args.steps, lr=1e-3, batch_size=b,
+                                                                        seed=None), device))
+                cells[f"train_zuko_{b}"].append(timed(lambda: zuko_train(zflow, data, b, args.steps, optimizer),
+                                                      device))
+                cells[f"train_one_adam_{b}"].append(timed(lambda: flow.fit(data, steps=args.steps, batch_size=b,
+                                                                           seed=None, optim=one_adam), device))
         med = {k: statistics.median(v) for k, v in cells.items()}
         per_logp = args.calls * args.eval_size
         rows.append((kind, "log_prob", f"{per_logp / med['logp_ppgen'] / 1e3:.0f}k pts/s",
@@ -107,10 +112,12 @@ def flow_table(args, device) -> None:
             zuko_rate = f"{args.steps / med[f'train_zuko_{b}']:.0f} steps/s"
             rows.append((kind, f"train, batch {b}", f"{args.steps / med[f'train_ppgen_{b}']:.0f} steps/s", zuko_rate,
                          med[f"train_ppgen_{b}"] / med[f"train_zuko_{b}"]))
-            rows.append((kind, f"train, batch {b}, optim=one torch Adam", f"{args.steps / med[f'train_one_adam_{b}']:.0f} steps/s",
+            rows.append((kind, f"train, batch {b}, optim=one torch Adam",
+                         f"{args.steps / med[f'train_one_adam_{b}']:.0f} steps/s",
                          zuko_rate, med[f"train_one_adam_{b}"] / med[f"train_zuko_{b}"]))
-    print(f"\nflows on {args.features}-D data, {args.transforms} layers of ({args.hidden}, {args.hidden}); log_prob/sample: "
-          f"{args.calls} calls of {args.eval_size} points; train: {args.steps} steps; median of {args.repeats}; {device}")
+    print(f"\nflows on {args.features}-D data, {args.transforms} layers of ({args.hidden}, {args.hidden}); "
+          f"log_prob/sample: {args.calls} calls of {args.eval_size} points; train: {args.steps} steps; "
+          f"median of {args.repeats}; {device}")
     print("| flow | operation | ppgen | zuko directly | ratio ppgen/zuko |\n|---|---|---|---|---|")
     for kind, op, ours, theirs, ratio in rows:
         print(f"| {kind} | {op} | {ours} | {theirs} | {ratio:.2f} |")
@@ -137,7 +144,8 @@ def autoregressive_table(args, device) -> None:
             base = base or s
             rows.append((name, n, s, lp, s / lp, s / base))
     print(f"\nautoregressive sampling vs exact likelihood, {args.ar_draws} draws; median of {args.repeats}; {device}")
-    print("| model | n | sample (s) | log_prob (s) | sample / log_prob | sample time / at n={} |\n|---|---|---|---|---|---|"
+    print("| model | n | sample (s) | log_prob (s) | sample / log_prob | sample time / at n={} |\n"
+          "|---|---|---|---|---|---|"
           .format(dims[0]))
     for name, n, s, lp, ratio, growth in rows:
         print(f"| {name} | {n} | {s:.4f} | {lp:.5f} | {ratio:.1f} | {growth:.1f} |")

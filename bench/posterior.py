@@ -14,10 +14,9 @@ import argparse
 import warnings
 
 import torch
-
-import ppgen
 from common import elapsed
 
+import ppgen
 from ppgen import posterior
 from ppgen.data.images import load_digits
 
@@ -60,9 +59,11 @@ def main() -> None:
         for site, value in fast["log-likelihood"].items():
             torch.testing.assert_close(value, slow["log-likelihood"][site], rtol=1e-4, atol=1e-4)
         for step in fast_s:
-            print(f"{label:<18} {step:<15} {fast_s[step]:>13.3f} {slow_s[step]:>15.3f} {slow_s[step] / fast_s[step]:>7.1f}")
+            print(f"{label:<18} {step:<15} {fast_s[step]:>13.3f} {slow_s[step]:>15.3f} "
+                  f"{slow_s[step] / fast_s[step]:>7.1f}")
         fit.problem.cache.clear()
-        print(f"{label:<18} {'probe says':<15} {'vectorized' if posterior.broadcasts(fit.problem) else 'draw by draw':>13}")
+        print(f"{label:<18} {'probe says':<15} "
+              f"{'vectorized' if posterior.broadcasts(fit.problem) else 'draw by draw':>13}")
 
 
 if __name__ == "__main__":

@@ -42,11 +42,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import pyro  # noqa: E402
 import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
+from common import elapsed  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.device import resolve_device  # noqa: E402
-
-from common import elapsed  # noqa: E402
 
 HERE = Path(__file__).resolve()
 
@@ -99,7 +98,8 @@ def run_svi(model: str, processes: int, threads: int, args) -> float:
         out = Path(tmp) / "rate.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                str(HERE), "--worker", "svi", "--model", model, "--threads", str(threads), "--out", str(out),
-               "--steps", str(args.svi_steps), "--warmup", "10", "--rows", str(args.rows), "--features", str(args.features)]
+               "--steps", str(args.svi_steps), "--warmup", "10", "--rows", str(args.rows),
+               "--features", str(args.features)]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True)
         return json.loads(out.read_text())["rate"]
 
@@ -109,7 +109,8 @@ def pyro_chains_in_processes(processes: int, samples: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"chain{i}.json" for i in range(processes)]
         procs = [subprocess.Popen([sys.executable, str(HERE), "--worker", "nuts", "--chains", "1", "--seed", str(i),
-                                   "--samples", str(samples), "--out", str(out)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                   "--samples", str(samples), "--out", str(out)],
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
                  for i, out in enumerate(outs)]
         start = time.perf_counter()
         for p in procs:
@@ -124,13 +125,15 @@ def pyro_chains_in_processes(processes: int, samples: int) -> float:
 
 def svi_rows(args) -> list:
     rows = []
-    for model, label in (("logistic", f"logistic regression N={args.rows} D={args.features}"), ("vae", "VAE, 1437 digits per step")):
+    for model, label in (("logistic", f"logistic regression N={args.rows} D={args.features}"),
+                         ("vae", "VAE, 1437 digits per step")):
         base = run_svi(model, 1, 1, args)
         rows.append(("SVI data-parallel", label, "1 process, 1 thread", base, "steps/s", 1.0))
         threaded = run_svi(model, 1, 2, args)
         rows.append(("SVI data-parallel", label, "1 process, 2 threads", threaded, "steps/s", threaded / base))
         parallel = run_svi(model, 2, 1, args)
-        rows.append(("SVI data-parallel", label, "2 processes (gloo), 1 thread each", parallel, "steps/s", parallel / base))
+        rows.append(("SVI data-parallel", label, "2 processes (gloo), 1 thread each", parallel, "steps/s",
+                     parallel / base))
     return rows
 
 
@@ -148,7 +151,8 @@ def mcmc_rows(args) -> list:
     rows.append(("MCMC Pyro NUTS", "eight schools", "  the same, with process start-up", wall, "draws/s", wall / one))
     def numpyro_rate(chains: int, chain_method: str) -> float:
         """Draws per second of the second of two identical runs (the first compiles)."""
-        fits = [ppgen.fit("eight_schools", method="numpyro-nuts", num_chains=chains, chain_method=chain_method, **common)
+        fits = [ppgen.fit("eight_schools", method="numpyro-nuts", num_chains=chains, chain_method=chain_method,
+                          **common)
                 for _ in range(2)]
         return chains * n / fits[1].seconds
 
@@ -156,7 +160,8 @@ def mcmc_rows(args) -> list:
     rows.append(("MCMC NumPyro NUTS", "eight schools (compiled)", "1 chain", one, "draws/s", 1.0))
     for chain_method in ("sequential", "parallel", "vectorized"):
         rate = numpyro_rate(2, chain_method)
-        rows.append(("MCMC NumPyro NUTS", "eight schools (compiled)", f"2 chains, {chain_method}", rate, "draws/s", rate / one))
+        rows.append(("MCMC NumPyro NUTS", "eight schools (compiled)", f"2 chains, {chain_method}", rate, "draws/s",
+                     rate / one))
     return rows
 
 
@@ -186,14 +191,16 @@ def gpu_rows(args) -> list:
     from ppgen.models.vae import VAE
 
     digits = torch.as_tensor(load_digits(binarize=False).x_train)
-    big = (F.interpolate(digits.reshape(-1, 1, 8, 8), size=(28, 28), mode="bilinear").reshape(len(digits), -1) > 0.5).float()
+    big = (F.interpolate(digits.reshape(-1, 1, 8, 8), size=(28, 28),
+                         mode="bilinear").reshape(len(digits), -1) > 0.5).float()
     noisy = digits * 2 - 1  # diffusion on [-1, 1]
 
     def images_per_second(device: torch.device, which: str) -> float:
         if which == "vae":
             net, x, batch, elbo = VAE(784, 16, (512,), name=f"scale_vae_{device.type}").to(device), big, 512, "trace"
         else:
-            net, x, batch, elbo = (Diffusion(64, linear_schedule(1000), hidden=(512, 512, 512), name=f"scale_ddpm_{device.type}")
+            net, x, batch, elbo = (Diffusion(64, linear_schedule(1000), hidden=(512, 512, 512),
+                                             name=f"scale_ddpm_{device.type}")
                                    .to(device), noisy, 1024, "diffusion")
         data = {"x": x.to(device), "batch_size": batch}
         run = lambda steps: train(net.model, net.guide, data, steps=steps, lr=1e-3, elbo=elbo, seed=None,  # noqa: E731

@@ -31,14 +31,13 @@ import time
 import pyro
 import torch
 import torch.nn.functional as F
+from common import OneAdam
 from pyro.infer.util import is_validation_enabled
 
 from ppgen.data.images import load_digits
 from ppgen.inference.bounds import importance_sample
 from ppgen.inference.svi import train
 from ppgen.models.vae import VAE
-
-from common import OneAdam
 
 CONFIGS = {  # name: (side, hidden, latent)
     "digits 8x8": (8, (256,), 8),

@@ -25,13 +25,12 @@ import statistics
 import pyro
 import torch
 import torch.nn.functional as F
+from common import elapsed
 from pyro.infer.autoguide import AutoDelta, init_to_sample
 
 from ppgen.data.text import Vocabulary, planted_corpus, skipgram_pairs
 from ppgen.inference.svi import train
-from ppgen.models.language import negative_sampling, skipgram, unigram_noise
-
-from common import elapsed
+from ppgen.models.word2vec import negative_sampling, skipgram, unigram_noise
 
 
 class PyTorchSkipGram:

@@ -90,16 +90,19 @@ def main(args) -> None:
     seconds = fit(chain, x, args, "diffusion" if args.objective == "elbo" else "diffusion-simple", args.steps, 512)
     print(f"  trained in {seconds:.0f} s ({seconds / args.steps * 1e3:.1f} ms per step)")
     print(f"  held-out {heldout_elbo(chain, x_test)}")
-    snapshots = chain.trajectory(2000, keep=sorted({args.T, args.T // 2, args.T // 4, args.T // 10, args.T // 20, args.T // 50, 0}))
+    snapshots = chain.trajectory(2000, keep=sorted({args.T, args.T // 2, args.T // 4, args.T // 10, args.T // 20,
+                                                    args.T // 50, 0}))
     print(two_sample(snapshots[0], x_test, x_again))
     plot(x_test, snapshots, args.T, out / "diffusion_2d.png")
     print(f"  wrote {out / 'diffusion_2d.png'}")
 
     levels = args.levels
-    print(f"\n2. few levels (T = {levels}, linear schedule), both fit by Trace_ELBO over the chain, {args.level_steps} steps")
+    print(f"\n2. few levels (T = {levels}, linear schedule), both fit by Trace_ELBO over the chain, "
+          f"{args.level_steps} steps")
     schedule = make_schedule("linear", levels)
     for name, model in (("DDPM (fixed encoder)", Diffusion(2, schedule, hidden=(args.hidden,) * 3, name="ddpm_few")),
-                        ("HVAE (learned encoder)", HierarchicalVAE(2, schedule, hidden=(args.hidden,) * 3, name="hvae_few"))):
+                        ("HVAE (learned encoder)", HierarchicalVAE(2, schedule, hidden=(args.hidden,) * 3,
+                                                                   name="hvae_few"))):
         start = time.perf_counter()
         fit(model, x, args, "trace", args.level_steps, 256)
         pyro.set_rng_seed(args.seed)

@@ -88,7 +88,8 @@ def main(args) -> None:
     probs = independent_pixels(k_train)
     log_p_indep = probs.log().gather(1, k_test.long().T).T.sum(-1)  # (n_test,)
     print(f"\nheld-out bits per dimension (lower is better), {len(k_test)} test digits")
-    print(f"  diffusion ELBO bound        {held.bits_per_dim:.3f}   (ELBO {held.nats:.1f} +- {held.se:.1f} nats in z-space)")
+    print(f"  diffusion ELBO bound        {held.bits_per_dim:.3f}   "
+          f"(ELBO {held.nats:.1f} +- {held.se:.1f} nats in z-space)")
     print(f"  independent pixels (exact)  {-log_p_indep.mean().item() / (64 * math.log(2)):.3f}")
     print(f"  uniform grey levels         {math.log2(LEVELS):.3f}")
 

@@ -33,8 +33,7 @@ import torch  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.data import toy2d  # noqa: E402
-from ppgen.inference.ebm_training import (DenoisingScoreMatching, LangevinML, NoiseContrastiveEstimation,  # noqa: E402
-                                          fit_energy)
+from ppgen.inference.ebm_training import DenoisingScoreMatching, LangevinML, NoiseContrastiveEstimation, fit_energy  # noqa: E402
 from ppgen.inference.samplers import mala  # noqa: E402
 from ppgen.metrics import mmd2  # noqa: E402
 from ppgen.models.ebm import EnergyNet, ebm_2d, grid, log_partition_grid  # noqa: E402
@@ -68,7 +67,8 @@ def main(args) -> None:
     nce = NoiseContrastiveEstimation()
     methods = {
         "exact ML (quadrature)": lambda: train_exact(x, args),
-        "Langevin ML + buffer": lambda: train_objective(x, LangevinML(steps=args.langevin_steps, step_size=0.005), args),
+        "Langevin ML + buffer": lambda: train_objective(x, LangevinML(steps=args.langevin_steps, step_size=0.005),
+                                                        args),
         "denoising score matching": lambda: train_objective(x, DenoisingScoreMatching(sigma=0.1), args),
         "NCE": lambda: train_objective(x, nce, args),
     }
@@ -89,8 +89,8 @@ def main(args) -> None:
         print(f"{name:26} {seconds:8.1f} {log_lik:12.3f} {mmd:8.4f} {accept.mean().item():11.2f}")
     print(f"\nNCE's learned c = {nce.log_z.item():.3f} vs log Z by quadrature = {results['NCE'][2].item():.3f}")
     print(f"test log-lik: nats per point, log Z by quadrature on each model's support ([-{BOX:g}, {BOX:g}]^2 for exact "
-          f"ML, [-{2 * BOX:g}, {2 * BOX:g}]^2 for the others); samples: {args.chains} MALA chains x {args.sample_steps} "
-          "steps from uniform starts on the box")
+          f"ML, [-{2 * BOX:g}, {2 * BOX:g}]^2 for the others); samples: {args.chains} MALA chains x "
+          f"{args.sample_steps} steps from uniform starts on the box")
 
     fig, axes = plt.subplots(2, len(methods) + 1, figsize=(3.2 * (len(methods) + 1), 6.4))
     axes[0, 0].scatter(*x[:2000].T, s=1, alpha=0.5)

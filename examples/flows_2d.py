@@ -103,7 +103,8 @@ def main() -> None:
           f"{args.n_test} test points; fit seconds in brackets")
     print(f"| data | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}")
     for name in datasets:
-        cells = [f"{table[name, c][0]:.3f}" + (f" ({table[name, c][1]:.0f}s)" if c != "gaussian" else "") for c in columns]
+        cells = [f"{table[name, c][0]:.3f}" + (f" ({table[name, c][1]:.0f}s)" if c != "gaussian" else "")
+                 for c in columns]
         print(f"| {name} | {' | '.join(cells)} |")
     print(f"\nplots: {', '.join(str(args.out / f'flows_{n}.png') for n in datasets)}")
 

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ppgen.data.images import load_digits  # noqa: E402
-from ppgen.models.naive_bayes import BernoulliNaiveBayes, LogisticRegression  # noqa: E402
+from ppgen.models.logistic_regression import LogisticRegression  # noqa: E402
+from ppgen.models.naive_bayes import BernoulliNaiveBayes  # noqa: E402
 
 SIZES = (20, 50, 100, 200, 500, 1000, 1437)
 

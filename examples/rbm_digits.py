@@ -144,7 +144,8 @@ def main(args) -> None:
     rows = [("ppgen PCD", ours_pcd, t_pcd), ("ppgen CD-1", ours_cd, t_cd), ("sklearn PCD", theirs, t_sk),
             ("exact ML (map)", exact, t_exact)]
 
-    print(f"\n{'model':16} {'hidden':>6} {'train s':>8} {'PLL':>8} {'PLL(sk)':>8} {'AIS log-lik':>16} {'exact log-lik':>13}")
+    print(f"\n{'model':16} {'hidden':>6} {'train s':>8} {'PLL':>8} {'PLL(sk)':>8} {'AIS log-lik':>16} "
+          f"{'exact log-lik':>13}")
     for name, rbm, seconds in rows:
         s = scores(rbm, x_train, x_test, args)
         exact_ll = f"{s['exact_ll']:13.3f}" if "exact_ll" in s else f"{'-':>13}"

@@ -32,7 +32,8 @@ import torch  # noqa: E402
 import ppgen  # noqa: E402
 from ppgen.data.images import load_digits  # noqa: E402
 from ppgen.data.mnist import load_mnist  # noqa: E402
-from ppgen.inference.bounds import amortization_gap, elbo_terms, importance_sample  # noqa: E402
+from ppgen.inference.bounds import importance_sample  # noqa: E402
+from ppgen.inference.vi_diagnostics import amortization_gap, elbo_terms  # noqa: E402
 from ppgen.models.vae import VAE  # noqa: E402
 
 

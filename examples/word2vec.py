@@ -28,8 +28,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ppgen.data.text import Vocabulary, planted_corpus, read_text, skipgram_pairs  # noqa: E402
+from ppgen.inference.word2vec import fit_skipgram  # noqa: E402
 from ppgen.models.autoencoder import PCA  # noqa: E402
-from ppgen.models.language import fit_skipgram, neighbour_accuracy  # noqa: E402
+from ppgen.models.word2vec import neighbour_accuracy  # noqa: E402
 
 
 def main() -> None:

@@ -1,18 +1,23 @@
-"""The registry of inference methods.
+"""The registry of inference methods, and :func:`run`, the one way to run one.
 
 Each module in this package registers its engines with :func:`register` on import. An engine is a
 function ``run(problem, config) -> Fit`` where ``problem`` is a validated
 :class:`ppgen.problem.Problem` (model, data on its device, sites found by one trace) and ``config``
-a :class:`ppgen.problem.RunConfig` (seed, draws, steps, guide, extra options).
+a :class:`ppgen.problem.RunConfig` (seed, draws, steps, guide, extra options). Each method declares
+the options it takes with their checks (:mod:`ppgen.inference.options`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
+import pyro
+
+from ppgen.errors import ConfigError, NotApplicableError, UnknownNameError
+from ppgen.problem import Problem, RunConfig
 from ppgen.registry import Registry
 
-__all__ = ["MethodSpec", "register", "get", "names", "specs"]
+__all__ = ["MethodSpec", "register", "get", "names", "specs", "run"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,8 @@ class MethodSpec:
     :param family: ``"mcmc"`` (draws from the exact posterior), ``"variational"`` (an optimized
         approximation, draws from the guide) or ``"exact"`` (enumeration).
     :param backend: ``"pyro"`` or ``"numpyro"``: which backend runs the model program.
-    :param options: the method-specific keyword arguments ``ppgen.fit`` accepts for it.
+    :param options: the method-specific keyword arguments it takes, each with its check
+        (``name -> check(name, value)``, raising :class:`~ppgen.errors.ConfigError`).
     """
 
     name: str
@@ -30,7 +36,16 @@ class MethodSpec:
     family: str
     description: str = ""
     backend: str = "pyro"
-    options: tuple[str, ...] = ()
+    options: Mapping[str, Callable] = field(default_factory=dict)
+
+    def check(self, options: dict) -> None:
+        """Refuse an option this method does not take, or a value its check refuses."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise UnknownNameError(f"method {self.name!r} takes no option(s) {', '.join(map(repr, unknown))}; "
+                                   f"its options: {', '.join(self.options) or 'none'}")
+        for name, value in options.items():
+            self.options[name](name, value)
 
 
 _REGISTRY: Registry[MethodSpec] = Registry(__name__, __path__, "method")
@@ -38,15 +53,45 @@ names, specs, get, load_all = _REGISTRY.names, _REGISTRY.specs, _REGISTRY.get, _
 
 
 def register(name: str, *, family: str, backend: str = "pyro", description: str = "",
-             options: tuple[str, ...] = ()) -> Callable:
+             options: Mapping[str, Callable] | None = None) -> Callable:
     """Decorator registering ``run(problem, config) -> Fit`` under ``name``."""
     if family not in ("mcmc", "variational", "exact"):
         raise ValueError(f"family must be 'mcmc', 'variational' or 'exact', not {family!r}")
 
-    def decorator(run: Callable) -> Callable:
-        doc = description or (run.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY.add(name, MethodSpec(name=name, run=run, family=family, description=doc, backend=backend,
-                                       options=tuple(options)))
-        return run
+    def decorator(engine: Callable) -> Callable:
+        doc = description or (engine.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY.add(name, MethodSpec(name=name, run=engine, family=family, description=doc, backend=backend,
+                                       options=dict(options or {})))
+        return engine
 
     return decorator
+
+
+def check_settings(method: str, options: dict, **settings: int) -> MethodSpec:
+    """The method's spec, once its options and the common settings (``num_samples=...``) are valid."""
+    spec = get(method)
+    spec.check(options)
+    least = {"num_samples": 0, "num_warmup": 0, "steps": 1, "num_chains": 1}
+    for name, value in settings.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < least[name]:
+            raise ConfigError(f"{name} must be an integer >= {least[name]}, got {value!r}")
+    return spec
+
+
+def run(problem: Problem, method: str, *, guide=None, num_samples: int = 1000, num_warmup: int = 1000,
+        num_chains: int = 1, steps: int = 2000, seed: int = 0, progress: bool = True, checkpoint_dir=None,
+        **options):
+    """Run ``method`` on a prepared ``problem`` from ``seed``: the :class:`~ppgen.results.Fit`."""
+    spec = check_settings(method, options, num_samples=num_samples, num_warmup=num_warmup, steps=steps,
+                          num_chains=num_chains)
+    if spec.family == "mcmc" and not problem.names("latent"):
+        found = problem.names("discrete")
+        hint = (f"its discrete latent(s) {', '.join(found)} are summed out exactly by method='enum'" if found
+                else "fit its params with method='map' (maximum likelihood)")
+        raise NotApplicableError(f"model {problem.name!r} has no continuous latent for {method} to sample: {hint}")
+    config = RunConfig(method=method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,
+                       num_chains=num_chains, steps=steps, seed=seed, progress=progress, options=options,
+                       checkpoint_dir=checkpoint_dir)
+    pyro.set_rng_seed(seed)  # the run starts from the seed, whatever preparing drew (a trace)
+    with pyro.validation_enabled(True):
+        return spec.run(problem, config)

@@ -1,18 +1,12 @@
-"""Checkpoints for long runs: SVI state (param store, optimizer state, RNG states, step, losses) and
-finished MCMC chains, written atomically, plus a guard that turns SIGINT/SIGTERM into a clean stop
-at the next step boundary.
-
-Resuming an SVI run restores exactly what the next step reads, so an interrupted and resumed run on
-the CPU gives bit-identical parameters to an uninterrupted one with the same seed.
+"""Checkpoints for long runs: finished MCMC chains, written atomically, the format of SVI's (the state
+object itself is :class:`ppgen.inference.svi.SVIState`), and a guard that turns SIGINT/SIGTERM into
+a clean stop at the next step boundary.
 """
 from __future__ import annotations
 
 import signal
 import threading
 from pathlib import Path
-
-import pyro
-from pyro.util import get_rng_state, set_rng_state
 
 from ppgen.errors import RunFolderError
 from ppgen.runfolder import read_torch, write_torch
@@ -57,25 +51,6 @@ def _load(path: Path, fmt: str) -> dict:
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise RunFolderError(f"{str(path)!r} is not a {fmt} checkpoint")
     return state
-
-
-def save_svi(path: Path, step: int, losses: list, optim) -> None:
-    state = {"format": SVI_FORMAT, "step": step, "losses": list(losses), "rng": get_rng_state(),
-             "param_store": pyro.get_param_store().get_state(),
-             "optim": optim.get_state() if hasattr(optim, "get_state") else None}
-    write_torch(path, state)
-
-
-def load_svi(path: Path, optim, warm_up) -> tuple[int, list]:
-    """Restore the param store and optimizer state, run ``warm_up()`` (which lets a guide build its
-    structure, consuming randomness), then restore the RNG states; return ``(step, losses)``."""
-    state = _load(path, SVI_FORMAT)
-    pyro.get_param_store().set_state(state["param_store"])
-    if state["optim"] is not None and hasattr(optim, "set_state"):
-        optim.set_state(state["optim"])
-    warm_up()
-    set_rng_state(state["rng"])
-    return state["step"], state["losses"]
 
 
 def chain_path(folder: Path, chain: int) -> Path:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro.infer import ELBO
-from pyro.poutine.messenger import Messenger
 
 from ppgen.errors import NotApplicableError, UnknownNameError
-from ppgen.inference.svi import register_elbo
+from ppgen.inference.handlers.chain_finder import ChainFinder, ChainReached
+from ppgen.inference.objectives import register_elbo
 from ppgen.models.diffusion import Diffusion, LatentChain
 
 __all__ = ["DiffusionELBO", "prior_kl", "step_loss", "elbo_estimate", "simple_loss", "elbo_per_point", "heldout_elbo",
@@ -78,28 +78,17 @@ def simple_loss(chain: Diffusion, x0: torch.Tensor) -> torch.Tensor:
     return (chain.eps_net(chain.q_sample(x0, t, eps), t) - eps).square().sum(-1)
 
 
-class _ChainReached(Exception):
-    def __init__(self, chain, x0, scale):
-        self.chain, self.x0, self.scale = chain, x0, scale
-
-
-class _TakeOver(Messenger):
-    """Stops the model at its ``chain_start`` effect and hands over the chain, minibatch and scale."""
-
-    def _pyro_latent_chain(self, msg):
-        raise _ChainReached(*msg["args"], msg["scale"])
-
-
-def _find_chain(model, args, kwargs) -> _ChainReached:
+def _find_chain(model, args, kwargs) -> ChainReached:
     try:
-        with _TakeOver():
+        with ChainFinder():
             model(*args, **kwargs)
-    except _ChainReached as reached:
+    except ChainReached as reached:
         if not reached.chain.has_fixed_encoder:
             raise NotApplicableError(f"the diffusion ELBO needs the fixed forward process as the guide; "
                                      f"{type(reached.chain).__name__} learns its encoder: use elbo='trace'") from None
         return reached
-    raise NotApplicableError(f"the diffusion ELBO needs a diffusion chain model (ppgen.models.diffusion.Diffusion.model); "
+    raise NotApplicableError(f"the diffusion ELBO needs a diffusion chain model "
+                             f"(ppgen.models.diffusion.Diffusion.model); "
                              f"{getattr(model, '__name__', model)!r} never reached chain_start")
 
 

@@ -44,9 +44,11 @@ import torch.distributed as dist
 from pyro.infer import JitTrace_ELBO
 from pyro.util import check_site_shape
 
-from ppgen.data.stream import RowSampler, epochs
+from ppgen.data.stream import RowSampler
 from ppgen.errors import ConfigError
-from ppgen.inference.svi import register_elbo
+from ppgen.handlers import is_plate_index
+from ppgen.inference.handlers.shard import Shard
+from ppgen.inference.objectives import register_elbo
 
 __all__ = ["DataParallel", "launched", "init", "data_plate"]
 
@@ -93,39 +95,11 @@ def data_plate(problem, name: str | None = None) -> tuple[str, int]:
     with torch.no_grad(), poutine.block(), problem.placement():
         trace = poutine.trace(problem.model).get_trace(**problem.data)
     sizes = {s["name"]: s["fn"].size for s in trace.nodes.values()
-             if s["type"] == "sample" and type(s["fn"]).__name__ == "_Subsample"}
+             if s["type"] == "sample" and is_plate_index(s["fn"])}
     if name not in sizes:
         raise ConfigError(f"model {problem.name!r} has no plate {name!r} with a size to shard (a plate given "
                           f"subsample=... explicitly cannot be sharded)")
     return name, int(sizes[name])
-
-
-class _Shard(epochs):
-    """The plate's indices from this process's rows; every sample site scaled by ``weight = n_r / N``."""
-
-    def __init__(self, parallel: "DataParallel"):
-        super().__init__(parallel.plate, parallel.rows)
-        self.parallel = parallel
-
-    def _pyro_sample(self, msg) -> None:
-        super()._pyro_sample(msg)
-        if type(msg["fn"]).__name__ != "_Subsample":
-            msg["scale"] = self.parallel.weight * msg["scale"]
-
-    def _draw(self, size: int, subsample_size: int | None, device) -> torch.Tensor:
-        p = self.parallel
-        if size != p.size:
-            raise ConfigError(f"plate {p.plate!r} has {size} rows here, {p.size} when the shards were made")
-        if subsample_size is None or subsample_size == len(p.rows):
-            return p.rows.rows(device)
-        if subsample_size >= size:
-            raise ConfigError(f"plate {p.plate!r} asks for all its {size} rows, but this process holds {len(p.rows)}: an "
-                              f"autoguide made from the unsharded model does this; give the guide by name ('normal', "
-                              f"'delta', ...) so that it is built on this process's rows")
-        if subsample_size > len(p.rows):
-            raise ConfigError(f"plate {p.plate!r} asks for {subsample_size} rows per step, but this process holds "
-                              f"{len(p.rows)} of its {size}: under data-parallel SVI subsample_size is the batch per process")
-        return p.rows.batch(subsample_size, device)
 
 
 class DataParallel:
@@ -156,7 +130,7 @@ class DataParallel:
 
     def shard(self, fn: Callable) -> Callable:
         """``fn`` (a model or guide) run on this process's rows, scaled by n_r / N."""
-        return _Shard(self)(fn)
+        return Shard(self)(fn)
 
     def _check(self, problem) -> None:
         try:
@@ -170,7 +144,8 @@ class DataParallel:
             raise ConfigError(f"model {problem.name!r} cannot be sharded over plate {self.plate!r}: with rows "
                               f"{self.rows.start}..{self.rows.stop - 1} of {self.size} it fails ({type(e).__name__}: "
                               f"{str(e).splitlines()[0]}). Select the rows by the plate's indices: `with pyro.plate("
-                              f"{self.plate!r}, N) as idx: y = y[idx]`, or `pyro.subsample(y, event_dim=...)`") from None
+                              f"{self.plate!r}, N) as idx: y = y[idx]`, or "
+                              f"`pyro.subsample(y, event_dim=...)`") from None
 
     def synchronize(self, model: Callable, guide: Callable, data: dict, seed: int | None = None) -> None:
         """Create every parameter (one pass of guide and model without gradients, from ``seed``, as

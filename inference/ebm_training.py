@@ -1,10 +1,12 @@
 r"""Training energy-based models without computing the partition function.
 
-Maximum likelihood needs samples from the model, because :math:`\nabla_\theta \log Z = -\mathbb{E}_{p_\theta}[\nabla_\theta E]`:
+Maximum likelihood needs samples from the model, because
+:math:`\nabla_\theta \log Z = -\mathbb{E}_{p_\theta}[\nabla_\theta E]`:
 
 .. math::
 
-    \nabla_\theta \log p_\theta(x) = -\nabla_\theta E_\theta(x) + \mathbb{E}_{x' \sim p_\theta}[\nabla_\theta E_\theta(x')] .
+    \nabla_\theta \log p_\theta(x) = -\nabla_\theta E_\theta(x)
+    + \mathbb{E}_{x' \sim p_\theta}[\nabla_\theta E_\theta(x')] .
 
 Each objective here is a loss on a minibatch whose gradient is an estimator of the above, or of a
 criterion that needs no samples at all:
@@ -75,7 +77,8 @@ class ContrastiveDivergence(Objective):
         from ppgen.models.rbm import check_binary
 
         if not hasattr(model, "gibbs_sweep"):
-            raise TypeError(f"contrastive divergence needs a model with gibbs_sweep (an RBM), got {type(model).__name__}")
+            raise TypeError(f"contrastive divergence needs a model with gibbs_sweep (an RBM), "
+                            f"got {type(model).__name__}")
         check_binary(x, model.n_visible)
         if self.persistent:
             start = torch.randint(0, x.shape[0], (self.num_chains or batch_size,), device=x.device)
@@ -233,7 +236,8 @@ def _check_energy(model, x: torch.Tensor) -> None:
     with torch.no_grad():
         e = model.energy(x[:256])
     if e.shape != x[:256].shape[:1]:
-        raise ValueError(f"model.energy must return one value per point: expected ({min(256, len(x))},), got {tuple(e.shape)}")
+        raise ValueError(f"model.energy must return one value per point: expected ({min(256, len(x))},), "
+                         f"got {tuple(e.shape)}")
     if not torch.isfinite(e).all():
         raise NumericalError(f"model.energy is NaN/inf on {int((~torch.isfinite(e)).sum())} of the first {len(e)} "
                              "training points, before any training", step=0)

@@ -34,7 +34,8 @@ def run_enum(problem: Problem, config: RunConfig) -> Fit:
     continuous = problem.names("latent")
     if continuous:
         raise NotApplicableError(f"enum needs every latent to be discrete; model {problem.name!r} has continuous "
-                                 f"latent(s) {', '.join(continuous)}: use nuts, svi or map (they sum the discrete ones out)")
+                                 f"latent(s) {', '.join(continuous)}: use nuts, svi or map "
+                                 f"(they sum the discrete ones out)")
     elbo = TraceEnum_ELBO(max_plate_nesting=problem.max_plate_nesting)
     start = time.perf_counter()
     with torch.no_grad(), problem.placement(), poutine.block():

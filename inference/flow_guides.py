@@ -4,7 +4,8 @@ r"""Normalizing flows as variational families, and NeuTra: MCMC in the flow's ba
 them, each mapped to the real line, into one vector :math:`u` (Pyro's ``AutoContinuous``) and let
 
 .. math:: u = \mu + \sigma \odot f(\varepsilon),\quad \varepsilon \sim N(0, I),\qquad
-          \log q(u) = \log N(\varepsilon; 0, I) - \log|\det \partial f/\partial\varepsilon| - \textstyle\sum_i \log\sigma_i
+          \log q(u) = \log N(\varepsilon; 0, I) - \log|\det \partial f/\partial\varepsilon|
+          - \textstyle\sum_i \log\sigma_i
 
 with :math:`f` a flow (IAF by default: drawing :math:`u` and evaluating :math:`\log q(u)` of that
 draw both cost one pass). :math:`f = \mathrm{id}` is the mean-field Normal, so the flow family
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Sequence
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
@@ -32,10 +34,12 @@ from pyro.infer.reparam import NeuTraReparam
 from pyro.nn import PyroParam
 from torch import nn
 
-from ppgen.init import init_to_median
+from ppgen import inference
 from ppgen.errors import ConfigError, DataError, NotApplicableError
-from ppgen.inference.svi import register_guide
+from ppgen.inference.objectives import register_guide
+from ppgen.init import init_to_median
 from ppgen.models.flows import FlowTransform, build_transform
+from ppgen.problem import prepare
 from ppgen.results import Fit
 
 __all__ = ["AutoFlow", "AmortizedFlow", "neutra"]
@@ -66,7 +70,8 @@ class AutoFlow(AutoContinuous):
         config = dict(self._flow_config)
         config["hidden"] = config["hidden"] or (max(32, 4 * self.latent_dim),) * 2
         loc = self._init_loc()
-        self.flow = build_transform(config.pop("kind"), self.latent_dim, **config).to(device=loc.device, dtype=loc.dtype)
+        self.flow = build_transform(config.pop("kind"), self.latent_dim,
+                                    **config).to(device=loc.device, dtype=loc.dtype)
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(torch.full_like(loc, self._init_scale), constraint=constraints.softplus_positive)
 
@@ -105,29 +110,27 @@ class AmortizedFlow(nn.Module):
         return dist.TransformedDistribution(base, FlowTransform(self.transform(context)))
 
 
-def neutra(model, data: dict | None = None, *, guide: AutoContinuous | None = None, kind: str = "iaf", steps: int = 2000,
-           lr: float = 0.01, num_samples: int = 1000, num_warmup: int = 500, num_chains: int = 1, seed: int = 0,
-           progress: bool = True, device="auto", svi_options: dict | None = None, **nuts_options) -> Fit:
+def neutra(model, data: dict | None = None, *, guide: AutoContinuous | None = None, kind: str = "iaf",
+           steps: int = 2000, lr: float = 0.01, num_samples: int = 1000, num_warmup: int = 500, num_chains: int = 1,
+           seed: int = 0, progress: bool = True, device="auto", svi_options: dict | None = None, **nuts_options) -> Fit:
     """NeuTra NUTS: fit ``guide`` (``AutoFlow(kind=kind)`` by default) by SVI for ``steps`` steps, then run
     NUTS in its base space and map the draws back.
 
     Returns the NUTS :class:`~ppgen.results.Fit` for the original model's sites (``method="neutra"``);
     ``extras`` holds ``"guide_fit"`` (the SVI fit) and ``"warped"`` (the draws in the base space).
     """
-    from ppgen.api import fit as ppgen_fit
-    from ppgen.problem import prepare
-
+    pyro.set_rng_seed(seed)
     problem = prepare(model, data, device=device)
     if problem.has_discrete:
         raise NotApplicableError(f"neutra needs continuous latents; model {problem.name!r} has discrete ones "
                                  f"{problem.names('discrete')}")
     guide = guide if guide is not None else AutoFlow(problem.model, kind=kind)
-    guide_fit = ppgen_fit(problem.model, problem.data, method="svi", guide=guide, steps=steps, lr=lr, num_samples=0,
-                          seed=seed, progress=progress, device=device, **(svi_options or {}))
+    guide_fit = inference.run(problem, "svi", guide=guide, steps=steps, lr=lr, num_samples=0, seed=seed,
+                              progress=progress, **(svi_options or {}))
     reparam = NeuTraReparam(guide)
-    warped_fit = ppgen_fit(reparam.reparam(problem.model), problem.data, method="nuts", num_samples=num_samples,
-                           num_warmup=num_warmup, num_chains=num_chains, seed=seed, progress=progress, device=device,
-                           **nuts_options)
+    warped = prepare(reparam.reparam(problem.model), problem.data, device=problem.device, dtype=problem.dtype)
+    warped_fit = inference.run(warped, "nuts", num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
+                               seed=seed, progress=progress, **nuts_options)
     (base_name, base_draws), = warped_fit.get_samples().items()
     n = base_draws.shape[0]  # draw dims must sit left of the model's plates when mapped back
     with torch.no_grad(), problem.placement():

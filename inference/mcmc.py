@@ -26,13 +26,14 @@ from ppgen import posterior
 from ppgen.errors import NotApplicableError
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.inference import register
+from ppgen.inference.options import anything, flag, positive, positive_int, probability
 from ppgen.init import init_to_median, init_to_unconstrained_uniform
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
 INIT_STRATEGIES = (init_to_median, init_to_unconstrained_uniform)
-KERNEL_OPTIONS = ("jit", "init_strategy", "step_size", "adapt_step_size", "adapt_mass_matrix", "full_mass",
-                  "target_accept_prob")
+KERNEL_OPTIONS = {"jit": flag, "init_strategy": anything, "step_size": positive, "adapt_step_size": flag,
+                  "adapt_mass_matrix": flag, "full_mass": anything, "target_accept_prob": probability}
 
 
 def sample_chains(config: RunConfig, run: Callable) -> tuple[dict, dict]:
@@ -81,8 +82,8 @@ def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
 
     def run(num_chains: int, seed: int) -> tuple[dict, dict]:
         for i, strategy in enumerate(strategies):
-            kernel = kernel_cls(problem.enumerated(problem.full_model), max_plate_nesting=problem.max_plate_nesting, jit_compile=jit,
-                                ignore_jit_warnings=True, init_strategy=strategy, **opts)
+            kernel = kernel_cls(problem.enumerated(problem.full_model), max_plate_nesting=problem.max_plate_nesting,
+                                jit_compile=jit, ignore_jit_warnings=True, init_strategy=strategy, **opts)
             mcmc = MCMC(kernel, num_samples=config.num_samples, warmup_steps=config.num_warmup,
                         num_chains=num_chains, disable_progbar=not config.progress)
             pyro.set_rng_seed(seed)
@@ -95,8 +96,9 @@ def _pyro_run(problem: Problem, config: RunConfig, kernel_cls) -> Callable:
                     raise
                 if i + 1 == len(strategies):
                     raise NotApplicableError(f"{config.method}: no valid initial values for model {problem.name!r} "
-                                             f"after trying {', '.join(s.__name__ for s in strategies)}: the log density "
-                                             f"is -inf or NaN at all of them; check priors and data support") from None
+                                             f"after trying {', '.join(s.__name__ for s in strategies)}: "
+                                             f"the log density is -inf or NaN at all of them; "
+                                             f"check priors and data support") from None
         grouped = {k: v.detach().cpu() for k, v in mcmc.get_samples(group_by_chain=True).items()}
         diverging = torch.zeros(num_chains, config.num_samples, dtype=torch.bool)
         for chain in range(num_chains):  # sample indices; warmup divergences come out negative
@@ -114,13 +116,13 @@ def _run(problem: Problem, config: RunConfig, kernel_cls) -> Fit:
     return mcmc_fit(problem, config, grouped, stats, time.perf_counter() - start)
 
 
-@register("nuts", family="mcmc", options=KERNEL_OPTIONS + ("max_tree_depth",))
+@register("nuts", family="mcmc", options={**KERNEL_OPTIONS, "max_tree_depth": positive_int})
 def run_nuts(problem: Problem, config: RunConfig) -> Fit:
     """Pyro's No-U-Turn sampler (adaptive HMC)."""
     return _run(problem, config, NUTS)
 
 
-@register("hmc", family="mcmc", options=KERNEL_OPTIONS + ("num_steps", "trajectory_length"))
+@register("hmc", family="mcmc", options={**KERNEL_OPTIONS, "num_steps": positive_int, "trajectory_length": positive})
 def run_hmc(problem: Problem, config: RunConfig) -> Fit:
     """Pyro's Hamiltonian Monte Carlo (trajectory length from ``num_steps`` or ``trajectory_length``)."""
     return _run(problem, config, HMC)

@@ -21,6 +21,7 @@ from ppgen.backend import numpyro_backend, to_jax
 from ppgen.errors import NotApplicableError
 from ppgen.inference import register
 from ppgen.inference.mcmc import mcmc_fit, sample_chains
+from ppgen.inference.options import anything, flag, one_of, positive, positive_int, probability
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
@@ -46,8 +47,9 @@ def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
 def numpyro_program(problem: Problem):
     """The user's program as NumPyro's NUTS must see it: on all rows of a subsampled plate, with
     each site whose support depends on another latent sampled on its unconstrained space (as the
-    Pyro engines do, :mod:`ppgen.backend.numpyro_transforms`)."""
-    from ppgen.backend.numpyro_transforms import DependentSupport, FullData
+    Pyro engines do, :mod:`ppgen.backend.numpyro_dependent_support`, :mod:`ppgen.backend.numpyro_full_data`)."""
+    from ppgen.backend.numpyro_dependent_support import DependentSupport
+    from ppgen.backend.numpyro_full_data import FullData
 
     program = DependentSupport(problem.dependent)(problem.program) if problem.dependent else problem.program
     return FullData()(program) if problem.subsampled else program
@@ -97,8 +99,9 @@ def _check_runs_on_numpyro(problem: Problem) -> None:
 
 
 @register("numpyro-nuts", family="mcmc", backend="numpyro",
-          options=("chain_method", "target_accept_prob", "max_tree_depth", "step_size", "adapt_step_size",
-                   "adapt_mass_matrix", "dense_mass"))
+          options={"chain_method": one_of("sequential", "parallel", "vectorized"), "target_accept_prob": probability,
+                   "max_tree_depth": positive_int, "step_size": positive, "adapt_step_size": flag,
+                   "adapt_mass_matrix": flag, "dense_mass": anything})
 def run_numpyro_nuts(problem: Problem, config: RunConfig) -> Fit:
     """NumPyro's No-U-Turn sampler on the same (pyroapi) program, compiled by JAX."""
     if "numpyro" not in problem.backends:

@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import pyro
 import torch
 
+from ppgen import inference
 from ppgen.errors import NumericalError
+from ppgen.models.ebm import energy_program
+from ppgen.problem import prepare
 
 __all__ = ["gibbs", "metropolis", "langevin", "mala", "nuts", "energy_and_grad", "check_positive"]
 
@@ -161,16 +165,15 @@ def mala(energy: Energy, x0: torch.Tensor, *, steps: int, step_size: float, chec
 
 def nuts(energy: Energy, like: torch.Tensor, *, num_samples: int = 500, num_warmup: int = 500, kernel: str = "nuts",
          seed: int = 0, progress: bool = False, **options) -> torch.Tensor:
-    """Draws of ``x ~ exp(-E(x))`` by Pyro's NUTS (``kernel="hmc"``: HMC) through :func:`ppgen.fit`.
+    """Draws of ``x ~ exp(-E(x))`` by Pyro's NUTS (``kernel="hmc"``: HMC), run by :func:`ppgen.inference.run`.
 
     ``like`` fixes one draw's shape, device and dtype: ``(d,)``, or ``(k, d)`` for ``k`` independent
     copies in one state. Returns ``(num_samples, *like.shape)``; ``options`` go to the kernel.
     """
-    from ppgen import fit
-    from ppgen.models.ebm import energy_program
 
     _check_energy(energy, torch.zeros_like(like).reshape(-1, like.shape[-1]), what="points at the origin")
-    program = energy_program(energy, like)
-    result = fit(program, {}, method=kernel, num_samples=num_samples, num_warmup=num_warmup, seed=seed,
-                 device=like.device, dtype=like.dtype, progress=progress, **options)
+    pyro.set_rng_seed(seed)
+    problem = prepare(energy_program(energy, like), {}, device=like.device, dtype=like.dtype)
+    result = inference.run(problem, kernel, num_samples=num_samples, num_warmup=num_warmup, seed=seed,
+                           progress=progress, **options)
     return result.samples["x"]

@@ -10,13 +10,14 @@ over a guide q by stochastic gradients (:func:`train`). ``svi`` uses a mean-fiel
 ELBO into the log joint: maximum a posteriori. Discrete latents are summed out exactly
 (``TraceEnum_ELBO``) rather than put in the guide.
 
-Guides and objectives are looked up by name in two small registries that other modules extend:
-:func:`register_guide` and :func:`register_elbo`.
+Guides and objectives given by name are looked up in :mod:`ppgen.inference.objectives`.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,63 +25,171 @@ import pyro
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoMultivariateNormal, AutoNormal
+from pyro.infer import TraceEnum_ELBO
 from pyro.infer.util import zero_grads
+from pyro.util import get_rng_state, set_rng_state
 from tqdm.auto import tqdm
 
 from ppgen import posterior
+from ppgen.errors import NumericalError, RunFolderError, UnknownNameError
+from ppgen.handlers.full_data import FullData
 from ppgen.inference import checkpoint as checkpointing
-from ppgen.errors import NumericalError, UnknownNameError
-from ppgen.full_data import FullData
-from ppgen.inference import load_all, register
-from ppgen.init import init_to_median
+from ppgen.inference import distributed, register
+from ppgen.inference.objectives import make_elbo, make_guide
+from ppgen.inference.options import anything, positive, positive_int
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
+from ppgen.runfolder import read_torch, write_torch
 
-__all__ = ["train", "register_guide", "register_elbo", "make_guide", "make_elbo"]
+__all__ = ["SVI", "SVIState", "train"]
 
-GUIDES: dict[str, Callable] = {
-    "normal": lambda model: AutoNormal(model, init_loc_fn=init_to_median),
-    "delta": lambda model: AutoDelta(model, init_loc_fn=init_to_median),
-    "mvn": lambda model: AutoMultivariateNormal(model, init_loc_fn=init_to_median),
-    "lowrank": lambda model: AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_median),
-}
+@dataclass
+class SVIState:
+    """Where an SVI run stands: ``step`` steps done, their ``losses``, and (``snapshot``) copies of
+    what the next step reads: the param store, the optimizer's state and the RNG states. A state
+    :meth:`SVI.update` returns has no snapshot: it is the live state, the param store as it is now.
+    """
 
-ELBOS: dict[str, Callable] = {
-    "trace": lambda num_particles: Trace_ELBO(num_particles=num_particles),
-    "tracegraph": lambda num_particles: TraceGraph_ELBO(num_particles=num_particles),
-    "meanfield": lambda num_particles: TraceMeanField_ELBO(num_particles=num_particles),
-    "enum": lambda num_particles: TraceEnum_ELBO(num_particles=num_particles),
-}
+    step: int
+    losses: list
+    snapshot: dict | None = None
 
+    def save(self, path: str | Path) -> None:
+        """Write the state (with its snapshot) to ``path`` atomically."""
+        if self.snapshot is None:
+            raise ValueError("a live state has no snapshot to save: take one with SVI.snapshot(state)")
+        write_torch(Path(path), {"format": checkpointing.SVI_FORMAT, "step": self.step, "losses": list(self.losses),
+                                 **self.snapshot})
 
-def register_guide(name: str, factory: Callable) -> None:
-    """Make ``guide=name`` available: ``factory(model) -> guide``."""
-    GUIDES[name] = factory
-
-
-def register_elbo(name: str, factory: Callable) -> None:
-    """Make ``elbo=name`` available: ``factory(num_particles) -> pyro.infer.ELBO``."""
-    ELBOS[name] = factory
-
-
-def make_guide(guide, model: Callable):
-    if guide is None or callable(guide):
-        return guide
-    load_all()  # guides registered by other modules of this package
-    if guide not in GUIDES:
-        raise UnknownNameError(f"unknown guide {guide!r}; guides: {', '.join(sorted(GUIDES))}, or pass a callable")
-    return GUIDES[guide](model)
+    @classmethod
+    def load(cls, path: str | Path) -> SVIState:
+        """A state saved by :meth:`save` (an unreadable or foreign file is refused)."""
+        state = read_torch(Path(path), "a ppgen checkpoint", weights_only=False)  # RNG and optimizer states
+        if not isinstance(state, dict) or state.get("format") != checkpointing.SVI_FORMAT:
+            raise RunFolderError(f"{str(path)!r} is not a {checkpointing.SVI_FORMAT} checkpoint")
+        return cls(state["step"], list(state["losses"]),
+                   {k: state[k] for k in ("param_store", "optim", "rng")})
 
 
-def make_elbo(elbo, num_particles: int = 1):
-    if not isinstance(elbo, str):
-        return elbo
-    load_all()  # objectives registered by other modules of this package
-    if elbo not in ELBOS:
-        raise UnknownNameError(f"unknown elbo {elbo!r}; objectives: {', '.join(sorted(ELBOS))}, or pass a Pyro ELBO")
-    return ELBOS[elbo](num_particles)
+class SVI:
+    r"""Stochastic variational inference for one model/guide pair, as NumPyro's ``SVI`` is shaped: an
+    explicit state, :meth:`init`, :meth:`update` and :meth:`run`, and a run resumed by passing its
+    state back. It maximizes
+
+        ELBO(q) = E_q[log p(x, z) - log q(z)] <= log p(x)
+
+    by stochastic gradients of ``elbo`` (a name, see :mod:`ppgen.inference.objectives`, or a Pyro ELBO)
+    with ``optim`` (Adam with ``lr`` by default; ``clip_norm`` clips the gradients' norm).
+    ``reduce(loss, params) -> loss`` runs after each backward pass, before the NaN check and the
+    optimizer: data-parallel training (:mod:`~ppgen.inference.distributed`) sums the gradients and
+    the loss over processes there.
+
+    Example:
+        >>> import torch, pyro, pyro.distributions as dist
+        >>> from pyro.infer.autoguide import AutoDelta
+        >>> def model(y):
+        ...     mu = pyro.sample("mu", dist.Normal(0., 10.))
+        ...     with pyro.plate("n", len(y)):
+        ...         pyro.sample("y", dist.Normal(mu, 1.), obs=y)
+        >>> svi = SVI(model, AutoDelta(model), lr=0.1)
+        >>> data = {"y": torch.full((20,), 3.0)}
+        >>> state = svi.run(data, 100, progress=False)                  # 100 steps
+        >>> state = svi.run(data, 300, state=state, progress=False)     # resumed: steps 101..300
+        >>> state.step, round(pyro.param("AutoDelta.mu").item(), 1)
+        (300, 3.0)
+    """
+
+    def __init__(self, model: Callable, guide: Callable, optim=None, elbo="trace", *, lr: float = 0.01,
+                 num_particles: int = 1, clip_norm: float | None = None, reduce: Callable | None = None):
+        self.model, self.guide, self.reduce = model, guide, reduce
+        self.loss = make_elbo(elbo, num_particles)
+        self.optim = optim or pyro.optim.Adam({"lr": lr}, clip_args={"clip_norm": clip_norm} if clip_norm else None)
+
+    def init(self, seed: int | None = 0) -> SVIState:
+        """The state before the first step, the RNGs seeded with ``seed`` (``None``: as they are)."""
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        return SVIState(0, [])
+
+    def snapshot(self, state: SVIState) -> SVIState:
+        """``state`` with copies of the param store, the optimizer's state and the RNG states."""
+        store = pyro.get_param_store().get_state()
+        params = {"params": {k: v.detach().clone() for k, v in store["params"].items()},
+                  "constraints": dict(store["constraints"])}
+        optim = copy.deepcopy(self.optim.get_state()) if hasattr(self.optim, "get_state") else None
+        return SVIState(state.step, list(state.losses), {"param_store": params, "optim": optim, "rng": get_rng_state()})
+
+    def restore(self, state: SVIState, data: dict) -> None:
+        """Make ``state`` the live one: its param store and optimizer state, the guide called once so
+        that it builds its structure (as the run did before its first step), then its RNG states."""
+        snapshot = copy.deepcopy(state.snapshot)
+        pyro.get_param_store().set_state(snapshot["param_store"])
+        if snapshot["optim"] is not None and hasattr(self.optim, "set_state"):
+            self.optim.set_state(snapshot["optim"])
+        with torch.no_grad(), poutine.block():
+            self.guide(**data)
+        set_rng_state(snapshot["rng"])
+
+    def update(self, state: SVIState, data: dict, validate: bool = False) -> tuple[SVIState, float]:
+        """One step from the live ``state``: the new (live) state and the step's loss (-ELBO).
+
+        A NaN/inf loss or gradient raises :class:`~ppgen.errors.NumericalError` naming the step and the
+        params with bad gradients, before the optimizer touches them (the param store keeps the last
+        good values)."""
+        with poutine.trace(param_only=True) as captured, pyro.validation_enabled(validate):
+            loss = self.loss.loss_and_grads(self.model, self.guide, **data)
+        params = {site["name"]: site["value"].unconstrained() for site in captured.trace.nodes.values()}
+        if self.reduce is not None:
+            loss = self.reduce(loss, params)
+        if not _finite(loss, params):
+            error = _numerical_error(loss, params, state.step)
+            if error is not None:
+                zero_grads(params.values())
+                raise error
+        self.optim(params.values())
+        zero_grads(params.values())
+        return SVIState(state.step + 1, [*state.losses, float(loss)]), loss
+
+    def run(self, data: dict, steps: int, state: SVIState | None = None, *, seed: int | None = 0,
+            progress: bool = True, log_every: int = 100, callback: Callable | None = None,
+            checkpoint: str | Path | None = None, checkpoint_every: int = 100) -> SVIState:
+        """Steps up to ``steps`` in all, from ``state`` (restored first where it holds a snapshot; a
+        live state goes on as it is) or from :meth:`init` with ``seed``; returns the final state, with
+        a snapshot. ``callback(step, loss)`` runs every ``log_every`` steps.
+
+        With ``checkpoint`` (a file path), the state is saved every ``checkpoint_every`` steps, at the
+        end, on a NaN, and on SIGINT/SIGTERM (which then raise :class:`Interrupted`). A resumed run
+        gives bit-identical results on the CPU to an uninterrupted one.
+        """
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if state is None:
+            state = self.init(seed)
+        elif state.snapshot is not None:
+            self.restore(state, data)
+        start = state.step
+        bar = tqdm(range(start, steps), desc="svi", disable=not progress, mininterval=0.5, initial=start, total=steps)
+        with checkpointing.StopRequest() as stop:
+            for _ in bar:
+                # arguments are validated on the first step; after that the same code sees the same kinds
+                # of values, and the checks cost up to a third of a small model's step
+                try:
+                    state, loss = self.update(state, data, validate=state.step == start)
+                except NumericalError:
+                    if checkpoint is not None:
+                        self.snapshot(state).save(checkpoint)
+                    raise
+                done = state.step
+                if done % log_every == 0 or done == steps:
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                    if callback is not None:
+                        callback(done - 1, loss)
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or stop.requested):
+                    self.snapshot(state).save(checkpoint)
+                if stop.requested and done < steps:
+                    where = f"; saved to {checkpoint}" if checkpoint is not None else ""
+                    raise checkpointing.Interrupted(f"SVI interrupted after step {done} of {steps}{where}", step=done)
+        return self.snapshot(state)
 
 
 def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float = 0.01, optim=None,
@@ -88,89 +197,37 @@ def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float
           clip_norm: float | None = None, log_every: int = 100, callback: Callable | None = None,
           checkpoint: str | Path | None = None, checkpoint_every: int = 100,
           reduce: Callable | None = None) -> list[float]:
-    """Maximize the ELBO of ``guide`` for ``model`` on ``data`` (keyword arguments of both) for
-    ``steps`` steps of ``optim`` (Adam with ``lr`` by default). Returns the per-step losses (-ELBO).
-
-    A NaN/inf loss or gradient stops the loop with :class:`~ppgen.errors.NumericalError` naming the
-    step and the params with bad gradients, before the optimizer touches them: the param store keeps
-    the last good values (and so does the checkpoint, if any). ``callback(step, loss)`` runs every
-    ``log_every`` steps.
-
-    With ``checkpoint`` (a file path), the state is saved every ``checkpoint_every`` steps, at the
-    end, on a NaN, and on SIGINT/SIGTERM (which then raise :class:`Interrupted`); if the file exists
-    the run resumes from it, giving bit-identical results on the CPU to an uninterrupted run.
-
-    ``reduce(loss, params) -> loss`` runs after each backward pass, before the NaN check and the
-    optimizer: data-parallel training (:mod:`~ppgen.inference.distributed`) sums the gradients and
-    the loss over processes there.
-    """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    loss_fn = make_elbo(elbo, num_particles)
-    clip = {"clip_norm": clip_norm} if clip_norm else None
-    optim = optim or pyro.optim.Adam({"lr": lr}, clip_args=clip)
-    start, losses = 0, []
-    if checkpoint is not None and Path(checkpoint).exists():
-        start, losses = checkpointing.load_svi(Path(checkpoint), optim, lambda: _warm_up(guide, data))
-    elif seed is not None:
-        pyro.set_rng_seed(seed)
-    bar = tqdm(range(start, steps), desc="svi", disable=not progress, mininterval=0.5, initial=start, total=steps)
-    with checkpointing.StopRequest() as stop:
-        for step in bar:
-            # arguments are validated on the first step; after that the same code sees the same kinds
-            # of values, and the checks cost up to a third of a small model's step
-            with poutine.trace(param_only=True) as captured, pyro.validation_enabled(step == start):
-                loss = loss_fn.loss_and_grads(model, guide, **data)
-            params = {site["name"]: site["value"].unconstrained() for site in captured.trace.nodes.values()}
-            if reduce is not None:
-                loss = reduce(loss, params)
-            try:
-                _check_finite(loss, params, step)
-            except NumericalError:
-                if checkpoint is not None:
-                    zero_grads(params.values())
-                    checkpointing.save_svi(Path(checkpoint), step, losses, optim)
-                raise
-            optim(params.values())
-            zero_grads(params.values())
-            losses.append(float(loss))
-            done = step + 1
-            if done % log_every == 0 or done == steps:
-                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                if callback is not None:
-                    callback(step, loss)
-            if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or stop.requested):
-                checkpointing.save_svi(Path(checkpoint), done, losses, optim)
-            if stop.requested and done < steps:
-                where = f"; saved to {checkpoint}" if checkpoint is not None else ""
-                raise checkpointing.Interrupted(f"SVI interrupted after step {done} of {steps}{where}", step=done)
-    return losses
+    """:class:`SVI` ``.run`` in one call: maximize the ELBO of ``guide`` for ``model`` on ``data``
+    (keyword arguments of both) for ``steps`` steps; returns the per-step losses (-ELBO). If the
+    ``checkpoint`` file exists the run resumes from the state saved there."""
+    svi = SVI(model, guide, optim, elbo, lr=lr, num_particles=num_particles, clip_norm=clip_norm, reduce=reduce)
+    state = SVIState.load(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
+    state = svi.run(data, steps, state, seed=seed, progress=progress, log_every=log_every, callback=callback,
+                    checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    return state.losses
 
 
-def _warm_up(guide: Callable, data: dict) -> None:
-    """Call the guide once so it builds its structure (an autoguide traces the model): done before
-    restoring the RNG state on resume, as the uninterrupted run did it before its first step."""
-    with torch.no_grad(), poutine.block():
-        guide(**data)
-
-
-def _check_finite(loss, params: dict, step: int) -> None:
+def _finite(loss, params: dict) -> bool:
+    """Whether the loss and every gradient are finite (the cheap path: one reduction, one sync)."""
     grads = [p.grad for p in params.values() if p.grad is not None]
     total = torch.stack([g.sum() for g in grads]).sum() + loss if grads else torch.as_tensor(loss)
-    if torch.isfinite(total):  # the cheap path: one reduction, one sync
-        return
+    return bool(torch.isfinite(total))
+
+
+def _numerical_error(loss, params: dict, step: int) -> NumericalError | None:
+    """The error to raise for a non-finite step (``None``: finite values whose sum overflowed)."""
     bad = tuple(n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all())
     if not bad and math.isfinite(float(loss)):
-        return  # finite values whose sum overflowed
+        return None
     what = f"gradient of {', '.join(bad)}" if bad else "loss"
-    raise NumericalError(f"SVI step {step}: the {what} became NaN/inf (loss={float(loss)}); the param store "
-                         f"keeps the values before this step. Try a smaller lr, clip_norm=..., or check the data.",
-                         step=step, sites=bad)
+    return NumericalError(f"SVI step {step}: the {what} became NaN/inf (loss={float(loss)}); the param store "
+                          f"keeps the values before this step. Try a smaller lr, clip_norm=..., or check the data.",
+                          step=step, sites=bad)
 
 
-def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) -> Fit:
-    from ppgen.inference import distributed
-
+def _fit_variational(problem: Problem, config: RunConfig, default_guide: str, bound: bool) -> Fit:
+    """Fit the guide (``default_guide`` unless the caller or the model gives one); ``bound``: the
+    objective is the ELBO (with a point-mass guide it is the log joint, not a bound on the evidence)."""
     opts = dict(config.options)
     model, guide_model = problem.enum_model, problem.continuous_model
     parallel = distributed.DataParallel.for_problem(problem) if distributed.launched() else None
@@ -202,7 +259,7 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str) ->
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     tail = losses[-min(len(losses), 100):]
     diagnostics = {"final_loss": sum(tail) / len(tail)}
-    if config.method == "svi":  # with a point-mass guide the objective is the log joint, not a bound
+    if bound:
         diagnostics["elbo"] = -diagnostics["final_loss"]
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
                diagnostics=diagnostics, params=params, guide=guide, problem=problem, errors=errors)
@@ -221,16 +278,17 @@ def _guide_draws(problem: Problem, guide, config: RunConfig, errors: dict) -> di
     return {k: v.unsqueeze(0) for k, v in draws.items()}
 
 
-OPTIONS = ("lr", "elbo", "num_particles", "optim", "clip_norm", "log_every", "callback", "checkpoint_every")
+OPTIONS = {"lr": positive, "elbo": anything, "num_particles": positive_int, "optim": anything, "clip_norm": positive,
+           "log_every": positive_int, "callback": anything, "checkpoint_every": positive_int}
 
 
 @register("svi", family="variational", options=OPTIONS)
 def run_svi(problem: Problem, config: RunConfig) -> Fit:
     """Variational inference (Trace_ELBO; AutoNormal guide unless one is given)."""
-    return _fit_variational(problem, config, "normal")
+    return _fit_variational(problem, config, "normal", bound=True)
 
 
 @register("map", family="variational", options=OPTIONS)
 def run_map(problem: Problem, config: RunConfig) -> Fit:
     """Maximum a posteriori point estimate (AutoDelta guide)."""
-    return _fit_variational(problem, config, "delta")
+    return _fit_variational(problem, config, "delta", bound=False)

@@ -24,7 +24,6 @@ from torch import nn
 
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError, NotApplicableError, UnknownNameError
-from ppgen.inference.svi import train
 from ppgen.models import register
 from ppgen.nets import mlp
 
@@ -86,19 +85,6 @@ class Autoencoder(nn.Module):
             xb = x if batch_size is None else x[i]  # (B, D)
             pyro.factor("reconstruction", -self.loss_fn(xb, self(xb)))
 
-    def fit(self, x, steps: int = 2000, lr: float = 1e-2, batch_size: int | None = None, seed: int | None = 0,
-            progress: bool = False) -> "Autoencoder":
-        """Minimize the mean loss on ``x`` (N, D) with Adam; ``self.losses_`` holds the per-step
-        values (mean loss per data point)."""
-        x = self._check(x)
-        if batch_size is not None and not 0 < batch_size <= len(x):
-            raise ValueError(f"batch_size must be in 1..{len(x)} (the number of rows of x), got {batch_size}")
-        with pyro.get_param_store().scope():  # a store of its own: only this network's parameters
-            losses = train(self.model, _no_latents, {"x": x, "batch_size": batch_size}, steps=steps, lr=lr,
-                           seed=seed, progress=progress)
-        self.losses_ = [loss / len(x) for loss in losses]
-        return self
-
     def _check(self, x) -> torch.Tensor:
         return _check_data(x, self.n_features, like=next(self.parameters(), None))
 
@@ -119,7 +105,7 @@ class Autoencoder(nn.Module):
         return float(self.loss_fn(x, self(x)).mean())
 
 
-def _no_latents(*args, **kwargs) -> None:
+def no_latents(*args, **kwargs) -> None:
     """The guide of a program without latent variables."""
 
 

@@ -27,15 +27,14 @@ As a Pyro program, a model is one vectorized site whose ``log_prob`` is the chai
         pyro.sample("x", AutoregressiveBernoulli(made), obs=x)       # x: (N, n) in {0, 1}
 
 There are no latent variables, so the ELBO of the empty guide *is* :math:`\log p_\theta(x)` and
-ppgen's one training loop (:func:`ppgen.inference.svi.train`) fits the model by maximum likelihood.
+ppgen's one training loop (:func:`ppgen.inference.svi.train`, as ``model.fit(x)``) fits the model by
+maximum likelihood. Every model here is a :class:`~ppgen.models.density.DensityModel`.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable, Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
@@ -44,91 +43,10 @@ from torch import nn
 
 from ppgen.errors import ConfigError, DataError
 from ppgen.models import register
-from ppgen.nets import shared_network
+from ppgen.models.density import DensityModel
 
-__all__ = ["DensityModel", "AutoregressiveBernoulli", "Autoregressive", "Independent", "MarkovChain",
-           "TabularChain", "FVSBN", "NADE", "MADE", "PARAMETER_FORMULAS", "shared_model"]
-
-_counter = itertools.count()
-
-
-class DensityModel(nn.Module):
-    r"""A density :math:`p_\theta(x)` over vectors of ``features`` numbers with an exact log-likelihood.
-
-    Subclasses give :meth:`distribution` (a Pyro distribution with event shape ``(features,)``).
-    This class adds the Pyro program, maximum-likelihood fitting through ppgen's training loop and
-    scikit-learn-style ``log_prob`` / ``score`` / ``sample`` on validated inputs.
-    """
-
-    features: int
-    support_name = "real vectors"
-
-    def __init__(self, features: int, name: str | None = None):
-        super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ConfigError(f"features must be a positive integer, got {features!r}")
-        self.features = features
-        self.name = name or f"{type(self).__name__.lower()}{next(_counter)}"
-
-    def distribution(self) -> dist.TorchDistribution:
-        raise NotImplementedError
-
-    # --- the Pyro program -------------------------------------------------------------------
-    def model(self, x: torch.Tensor, batch_size: int | None = None) -> None:
-        """Every row of ``x`` (N, features) is an observation of the site ``"x"``."""
-        pyro.module(self.name, self)
-        with pyro.plate("data", x.shape[0], subsample_size=batch_size, device=x.device) as idx:
-            pyro.sample("x", self.distribution(), obs=x[idx] if batch_size else x)
-
-    def guide(self, x: torch.Tensor, batch_size: int | None = None) -> None:
-        """No latent variables: the guide only draws the minibatch (replayed in :meth:`model`)."""
-        with pyro.plate("data", x.shape[0], subsample_size=batch_size, device=x.device):
-            pass
-
-    def fit(self, x, *, steps: int = 1000, lr: float = 1e-3, batch_size: int | None = None, seed: int | None = 0,
-            progress: bool = False, **train_options) -> "DensityModel":
-        """Maximum likelihood by :func:`ppgen.inference.svi.train` (minibatches of ``batch_size`` rows;
-        ``train_options`` go to it). Returns ``self``; ``self.losses_`` holds the per-step loss as the
-        negative log-likelihood per data point (nats)."""
-        from ppgen.inference.svi import train
-
-        x = self.check(x)
-        if batch_size is not None and not 0 < batch_size <= x.shape[0]:
-            raise ConfigError(f"batch_size must be in 1..{x.shape[0]} (the number of rows of x), got {batch_size}")
-        losses = train(self.model, self.guide, {"x": x, "batch_size": batch_size}, steps=steps, lr=lr, seed=seed,
-                       progress=progress, **train_options)
-        self.losses_ = [loss / x.shape[0] for loss in losses]
-        return self
-
-    # --- scikit-learn style -----------------------------------------------------------------
-    def log_prob(self, x) -> torch.Tensor:
-        """:math:`\\log p_\\theta(x)` per row of ``x`` (nats)."""
-        return self.distribution().log_prob(self.check(x))
-
-    @torch.no_grad()
-    def score(self, x) -> float:
-        """Mean log-likelihood per data point (nats); the test NLL is ``-score(x_test)``."""
-        return float(self.log_prob(x).mean())
-
-    @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """``n`` independent draws, shape ``(n, features)``."""
-        return self.distribution().sample((n,))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def check(self, x) -> torch.Tensor:
-        """``x`` as a ``(n, features)`` tensor on this model's device and dtype, or a :class:`DataError`."""
-        like = next(itertools.chain(self.parameters(), self.buffers()))
-        x = torch.as_tensor(x, device=like.device, dtype=like.dtype)
-        if x.ndim != 2 or x.shape[1] != self.features:
-            raise DataError(f"site 'x': {type(self).__name__} models {self.features}-dimensional {self.support_name}, "
-                            f"so x must have shape (n, {self.features}); got shape {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise DataError(f"site 'x': x has NaN/inf values (first at row {int((~torch.isfinite(x)).any(1).nonzero()[0])})")
-        return x
-
+__all__ = ["AutoregressiveBernoulli", "Autoregressive", "Independent", "MarkovChain",
+           "TabularChain", "FVSBN", "NADE", "MADE", "PARAMETER_FORMULAS"]
 
 class AutoregressiveBernoulli(dist.TorchDistribution):
     r""":math:`p(x) = \prod_i \mathrm{Bernoulli}(x_i; \sigma(\ell_i(x_{<i})))` for an :class:`Autoregressive`
@@ -315,7 +233,8 @@ class MADE(Autoregressive):
         sizes = [n, *hidden, n]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         generator = torch.Generator().manual_seed(seed)
-        orders, masks = zip(*(self._orders_and_masks(sizes, generator, natural_order and k == 0) for k in range(num_masks)))
+        orders, masks = zip(*(self._orders_and_masks(sizes, generator, natural_order and k == 0)
+                              for k in range(num_masks)))
         self.register_buffer("orders", torch.stack(orders))  # (K, n): orders[k][t] = variable sampled at step t
         for layer, stacked in enumerate(zip(*masks)):
             self.register_buffer(f"mask{layer}", torch.stack(stacked).float())  # (K, out, in)
@@ -366,7 +285,8 @@ class MADE(Autoregressive):
 
     def num_connections(self, mask: int = 0) -> int:
         """Weights left by mask set ``mask`` plus biases: the parameters that actually act."""
-        return sum(int(getattr(self, f"mask{i}")[mask].sum()) + layer.bias.numel() for i, layer in enumerate(self.layers))
+        return sum(int(getattr(self, f"mask{i}")[mask].sum()) + layer.bias.numel()
+                   for i, layer in enumerate(self.layers))
 
 
 PARAMETER_FORMULAS: dict[str, tuple[str, Callable[..., int]]] = {
@@ -376,48 +296,37 @@ PARAMETER_FORMULAS: dict[str, tuple[str, Callable[..., int]]] = {
     "TabularChain": ("2^n - 1", lambda n, **_: 2**n - 1),
     "FVSBN": ("n(n+1)/2", lambda n, **_: n * (n + 1) // 2),
     "NADE": ("2nd + n + d", lambda n, hidden, **_: 2 * n * hidden + n + hidden),
-    "MADE": ("sum_l (h_{l-1} + 1) h_l", lambda n, hidden, **_: sum((a + 1) * b for a, b in zip([n, *hidden], [*hidden, n]))),
+    "MADE": ("sum_l (h_{l-1} + 1) h_l",
+             lambda n, hidden, **_: sum((a + 1) * b for a, b in zip([n, *hidden], [*hidden, n]))),
 }
 """Lecture formulas for the number of parameters: ``name -> (formula, f(n, hidden=...))``."""
 
 
-# --- registered programs ----------------------------------------------------------------------
-def shared_model(name: str, build: Callable[[], DensityModel], key: tuple) -> DensityModel:
-    """The :class:`DensityModel` ``name`` a registered program uses on every step (see
-    :func:`ppgen.nets.shared_network`)."""
-
-    def build_named() -> DensityModel:
-        net = build()
-        net.name = name
-        return net
-
-    return shared_network((name,) + tuple(key), build_named)
-
-
+# --- registered models: factories, one network per fit ----------------------------------------
 def _digits() -> dict:
     from ppgen.data.images import load_digits
 
     return {"x": load_digits(binarize=True).x_train}
 
 
-def _program(name: str, build: Callable[[int], Autoregressive], x: torch.Tensor, key: tuple) -> None:
-    net = shared_model(name, lambda: build(x.shape[-1]).to(device=x.device, dtype=x.dtype), key + (x.shape[-1], x.device, x.dtype))
-    net.model(x)
+def _sized(net: Autoregressive, name: str, x: torch.Tensor) -> Autoregressive:
+    net.name = name  # the prefix of its parameters in Pyro's param store
+    return net.to(device=x.device, dtype=x.dtype)
 
 
-@register("fvsbn_digits", data=_digits, default_method="map",
+@register("fvsbn_digits", factory=True, data=_digits, default_method="map",
           description="FVSBN (a logistic regression per pixel) on binarized 8x8 digits, exact likelihood")
-def fvsbn_digits(x):
-    _program("fvsbn_digits", FVSBN, x, ())
+def fvsbn_digits(x) -> FVSBN:
+    return _sized(FVSBN(x.shape[-1]), "fvsbn_digits", x)
 
 
-@register("nade_digits", data=_digits, default_method="map",
+@register("nade_digits", factory=True, data=_digits, default_method="map",
           description="NADE (shared hidden layer) on binarized 8x8 digits, exact likelihood")
-def nade_digits(x, hidden: int = 64):
-    _program("nade_digits", lambda n: NADE(n, hidden), x, (hidden,))
+def nade_digits(x, hidden: int = 64) -> NADE:
+    return _sized(NADE(x.shape[-1], hidden), "nade_digits", x)
 
 
-@register("made_digits", data=_digits, default_method="map",
+@register("made_digits", factory=True, data=_digits, default_method="map",
           description="MADE (masked MLP, one pass per likelihood) on binarized 8x8 digits, exact likelihood")
-def made_digits(x, hidden: int = 256, num_masks: int = 1):
-    _program("made_digits", lambda n: MADE(n, (hidden,), num_masks=num_masks), x, (hidden, num_masks))
+def made_digits(x, hidden: int = 256, num_masks: int = 1) -> MADE:
+    return _sized(MADE(x.shape[-1], (hidden,), num_masks=num_masks), "made_digits", x)

@@ -14,7 +14,8 @@ value; missing values are enumerated out. With complete data the posterior is co
 ``Dirichlet(concentration + counts)``; otherwise ``svi``, ``map`` or ``nuts`` through :func:`ppgen.fit`.
 
     >>> bn = sprinkler()
-    >>> bn.query(["rain"], evidence={"wet": 1})     # tensor([0.6423, 0.3577])
+    >>> bn.query(["rain"], evidence={"wet": 1})     # p(rain | wet grass); bound by ppgen.estimators
+    tensor([0.6423, 0.3577], dtype=torch.float64)
 """
 from __future__ import annotations
 
@@ -28,8 +29,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from ppgen.errors import DataError, NotApplicableError
-from ppgen.inference.exact import infer_values, log_joint
+from ppgen.errors import DataError
 from ppgen.models import register
 
 __all__ = ["BayesNet", "sprinkler", "student", "bundled_table"]
@@ -95,47 +95,6 @@ class BayesNet:
             values[v] = _categorical(v, probs, observed.get(v))
         return values
 
-    # ---- exact inference ------------------------------------------------------------------
-    def query(self, variables: Sequence[str], evidence: Mapping[str, int] | None = None) -> torch.Tensor:
-        """The exact posterior ``p(variables | evidence)``: a table with one axis per variable, in the
-        order given."""
-        variables = list(variables)
-        evidence = self._evidence(evidence)
-        if not variables:
-            raise DataError("query needs at least one variable")
-        for v in variables:
-            self._check_name(v, "queried")
-            if v in evidence:
-                raise DataError(f"variable {v!r} is both queried and observed (evidence {v}={int(evidence[v])})")
-        if len(set(variables)) != len(variables):
-            raise DataError(f"query lists a variable twice: {variables}")
-        table = log_joint(self.program, variables, evidence, keep=[*variables, *evidence])
-        return (table - table.logsumexp(tuple(range(table.dim())), keepdim=True)).exp()
-
-    def log_evidence(self, evidence: Mapping[str, int] | None = None) -> torch.Tensor:
-        """``log p(evidence)``, all other nodes summed out (0 for no evidence)."""
-        evidence = self._evidence(evidence)
-        if not evidence:
-            return self.cpts[self.variables[0]].new_zeros(())
-        return log_joint(self.program, (), evidence, keep=list(evidence))
-
-    def map(self, evidence: Mapping[str, int] | None = None) -> dict[str, int]:
-        """The most probable joint assignment of all unobserved nodes, ``argmax_z p(z | evidence)``."""
-        evidence = self._evidence(evidence)
-        values = infer_values(self.program, evidence, temperature=0)
-        return {v: int(values[v]) for v in self.variables if v not in evidence}
-
-    def sample(self, n: int, evidence: Mapping[str, int] | None = None, seed: int | None = None) -> torch.Tensor:
-        """``n`` exact draws from ``p(x | evidence)`` as an ``(n, num variables)`` long table (columns in
-        :attr:`variables` order): ancestral sampling, or forward filtering / backward sampling given evidence."""
-        evidence = self._evidence(evidence)
-        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
-            if seed is not None:
-                torch.manual_seed(seed)
-            values = infer_values(self.program, evidence, n, temperature=1, first_available_dim=-2)
-        return torch.stack([evidence[v].expand(n) if v in evidence else values[v].reshape(n)
-                            for v in self.variables], -1).to(device=self.device, dtype=torch.long)
-
     def ancestors(self, variables: Sequence[str]) -> tuple[str, ...]:
         """``variables`` and all their ancestors, in topological order."""
         closed, stack = set(), list(variables)
@@ -152,39 +111,6 @@ class BayesNet:
         if not factorized:
             return math.prod(self.cards.values()) - 1
         return sum(math.prod(self.cards[p] for p in self.parents[v]) * (self.cards[v] - 1) for v in self.variables)
-
-    def fit(self, data, method: str = "auto", concentration: float = 1.0, **options) -> "BayesNet":
-        """Learn the CPTs from a table with -1 for missing values; returns ``self``.
-
-        ``method="exact"`` (complete data only): the conjugate posterior ``Dirichlet(concentration + counts)``
-        in :attr:`posterior_`; the CPTs become its mean. ``"map"``, ``"svi"``, ``"nuts"``: :func:`ppgen.fit`
-        on :meth:`learning_program` (missing values enumerated out; ``options`` go to it); the
-        :class:`ppgen.results.Fit` is kept in :attr:`fit_` and the CPTs become the posterior mean
-        (the MAP point for ``map``). ``"auto"``: exact when the table is complete, else ``map``.
-        """
-        x = self.table(data)
-        complete = bool((x >= 0).all())
-        if method == "auto":
-            method = "exact" if complete else "map"
-        if method == "exact":
-            if not complete:
-                raise NotApplicableError("the conjugate posterior needs complete data; the table has -1 entries "
-                                         "(use method='map', 'svi' or 'nuts' to enumerate them out)")
-            counts = self.counts(x)
-            self.posterior_ = {v: dist.Dirichlet(concentration + counts[v]) for v in self.variables}
-            self.cpts = {v: self.posterior_[v].mean for v in self.variables}
-            return self
-        import ppgen
-
-        if method == "map":
-            options.setdefault("num_samples", 1)  # a point mass: one draw says it all
-        with pyro.get_param_store().scope():  # fresh guide parameters for every fit
-            self.fit_ = ppgen.fit(self.learning_program, {"x": x, "concentration": concentration},
-                                  method=method, **options)
-        for v in self.variables:
-            mean = self.fit_.samples[f"cpt_{v}"].mean(0).to(self.cpts[v])
-            self.cpts[v] = mean / mean.sum(-1, keepdim=True)
-        return self
 
     def counts(self, data) -> dict[str, torch.Tensor]:
         """Sufficient statistics of a complete table: ``counts[v][*parent values, value]``."""

@@ -36,11 +36,11 @@ from torch import nn
 from ppgen.data import toy2d
 from ppgen.errors import DataError, UnknownNameError
 from ppgen.models import register
-from ppgen.nets import mlp, shared_network
+from ppgen.nets import mlp
 
 __all__ = ["NoiseSchedule", "linear_schedule", "cosine_schedule", "make_schedule", "SCHEDULES",
            "TimeMLP", "AffineEps", "LatentChain", "Diffusion", "HierarchicalVAE", "chain_start",
-           "affine_chain_marginal", "toy_chain", "diffusion_2d", "diffusion_2d_guide"]
+           "affine_chain_marginal", "diffusion_2d"]
 
 
 # ----------------------------------------------------------------------------------------- schedules
@@ -189,7 +189,8 @@ class LatentChain(nn.Module):
                  variance: str = "fixed", hidden: Sequence[int] = (128, 128, 128), name: str = "chain"):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
-            raise TypeError(f"schedule must be a NoiseSchedule (linear_schedule(T), cosine_schedule(T)), got {schedule!r}")
+            raise TypeError(f"schedule must be a NoiseSchedule (linear_schedule(T), cosine_schedule(T)), "
+                            f"got {schedule!r}")
         if variance not in VARIANCES:
             raise UnknownNameError(f"unknown variance {variance!r}; choose from {', '.join(VARIANCES)}")
         self.data_dim, self.T, self.variance, self.name = data_dim, schedule.T, variance, name
@@ -263,7 +264,8 @@ class LatentChain(nn.Module):
 
     @torch.no_grad()
     def trajectory(self, n: int, keep: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Ancestral sampling x_T -> x_{T-1} -> ... -> x_0 of ``n`` chains; returns {t: x_t (n, D)} for t in ``keep``."""
+        """Ancestral sampling x_T -> x_{T-1} -> ... -> x_0 of ``n`` chains; returns {t: x_t (n, D)} for t in
+        ``keep``."""
         x_t = torch.randn(n, self.data_dim, device=self.betas.device, dtype=self.betas.dtype)
         kept = {self.T: x_t} if self.T in keep else {}
         for t in range(self.T, 0, -1):
@@ -280,9 +282,11 @@ class LatentChain(nn.Module):
     def check_data(self, x) -> torch.Tensor:
         """x as the (N, D) floating tensor the chain observes, or a :class:`DataError` saying what is wrong."""
         if not torch.is_tensor(x):
-            raise DataError(f"site 'x_0' (data x) must be a tensor of shape (N, {self.data_dim}), got {type(x).__name__}")
+            raise DataError(f"site 'x_0' (data x) must be a tensor of shape (N, {self.data_dim}), "
+                            f"got {type(x).__name__}")
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != self.data_dim:
-            raise DataError(f"site 'x_0' (data x) must have shape (N, {self.data_dim}) with N >= 1, got {tuple(x.shape)}")
+            raise DataError(f"site 'x_0' (data x) must have shape (N, {self.data_dim}) with N >= 1, "
+                            f"got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise DataError(f"site 'x_0' (data x) must be floating point (continuous data), got {x.dtype}")
         if x.device != self.betas.device:
@@ -359,26 +363,12 @@ def affine_chain_marginal(chain: LatentChain) -> dist.Normal:
 # ------------------------------------------------------------------------------------------ registry
 
 TOY_T = 50
-def toy_chain(x: torch.Tensor) -> Diffusion:
-    """The network behind the registered ``diffusion_2d``, on ``x``'s device and dtype. Like every
-    Pyro parameter it lives in the param store: after :func:`pyro.clear_param_store` the next call
-    builds a fresh one."""
-    return shared_network(("diffusion_2d", x.device, x.dtype),
-                          lambda: Diffusion(2, linear_schedule(TOY_T), name="diffusion_2d").to(x.device, x.dtype))
 
 
-def diffusion_2d(x, batch_size=256):
-    """DDPM on 2-D toy data: p(x_T) prod_t p_theta(x_{t-1} | x_t); fit it with ``guide=diffusion_2d.guide``
-    and ``elbo="diffusion"`` (closed form, O(1) in T) or ``"trace"`` (the whole chain)."""
-    toy_chain(x).model(x, batch_size)
-
-
-def diffusion_2d_guide(x, batch_size=256):
-    """The forward process q(x_{1:T} | x_0) of :func:`diffusion_2d`."""
-    toy_chain(x).guide(x, batch_size)
-
-
-diffusion_2d.guide = diffusion_2d_guide
-register("diffusion_2d", data=lambda: {"x": toy2d.sample("moons", 2000, seed=0), "batch_size": 256},
-         default_method="svi", guide=diffusion_2d_guide, tags=("latent",),
-         description=f"DDPM (T={TOY_T}, linear schedule, eps-MLP) on two moons; its guide is the forward process")(diffusion_2d)
+@register("diffusion_2d", factory=True, data=lambda: {"x": toy2d.sample("moons", 2000, seed=0), "batch_size": 256},
+          default_method="svi", tags=("latent",),
+          description=f"DDPM (T={TOY_T}, linear schedule, eps-MLP) on two moons; its guide is the forward process")
+def diffusion_2d(x) -> Diffusion:
+    """DDPM on 2-D toy data: p(x_T) prod_t p_theta(x_{t-1} | x_t); its guide is the forward process
+    q(x_{1:T} | x_0). Fit with ``elbo="diffusion"`` (closed form, O(1) in T) or ``"trace"`` (the whole chain)."""
+    return Diffusion(2, linear_schedule(TOY_T), name="diffusion_2d").to(x.device, x.dtype)

@@ -57,7 +57,8 @@ class EnergyNet(nn.Module):
     :math:`\mathbb{R}^d` (pass ``None`` to drop it, e.g. on a bounded domain).
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), confinement: float | None = 4.0, center: float = 0.0):
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), confinement: float | None = 4.0,
+                 center: float = 0.0):
         super().__init__()
         self.f = mlp([dim, *hidden, 1], activation=nn.SiLU)
         self.confinement = confinement
@@ -88,7 +89,8 @@ def as_log_density(expert) -> Callable[[torch.Tensor], torch.Tensor]:
         return expert.log_prob
     if callable(expert):
         return expert
-    raise TypeError(f"an expert needs a log_prob method or must be a callable x -> log p(x), got {type(expert).__name__}")
+    raise TypeError(f"an expert needs a log_prob method or must be a callable x -> log p(x), "
+                    f"got {type(expert).__name__}")
 
 
 def program_log_density(model: Callable, data_name: str = "x", **kwargs) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -152,7 +154,8 @@ class MixtureOfExperts(nn.Module):
             raise ValueError("a mixture needs at least one expert")
         self.experts = nn.ModuleList([e for e in experts if isinstance(e, nn.Module)])
         self._log_densities = [as_log_density(e) for e in experts]
-        w = torch.full((len(experts),), 1.0 / len(experts)) if weights is None else torch.as_tensor(weights, dtype=torch.float)
+        w = (torch.full((len(experts),), 1.0 / len(experts)) if weights is None
+             else torch.as_tensor(weights, dtype=torch.float))
         if w.shape != (len(experts),) or (w < 0).any() or abs(float(w.sum()) - 1) > 1e-6:
             raise ValueError(f"weights must be {len(experts)} non-negative numbers summing to 1, got {w.tolist()}")
         self.register_buffer("log_weights", w.log())
@@ -197,7 +200,8 @@ def log_partition_grid(energy: Energy, low, high, size: int = 200, like: torch.T
     """
     points, volume = grid(low, high, size, like)
     if points.shape[1] > 3:
-        raise NotApplicableError(f"quadrature on a grid is for 1-3 dimensions, got {points.shape[1]}; use ppgen.inference.ais")
+        raise NotApplicableError(f"quadrature on a grid is for 1-3 dimensions, got {points.shape[1]}; "
+                                 f"use ppgen.inference.ais")
     return log_partition_enumerate(energy, points) + volume.log()
 
 
@@ -235,14 +239,15 @@ class IsingDenoiser(nn.Module):
         return self._sweep(x, sweeps, lambda h, y: torch.where(h == 0, y, h.sign()))
 
     def gibbs(self, x: torch.Tensor, sweeps: int = 100) -> torch.Tensor:
-        """A draw of :math:`y \sim p(y \mid x)` after ``sweeps`` Gibbs sweeps from ``y = x``."""
+        r"""A draw of :math:`y \sim p(y \mid x)` after ``sweeps`` Gibbs sweeps from ``y = x``."""
         return self._sweep(x, sweeps, lambda h, y: 2 * (torch.rand_like(h) < torch.sigmoid(2 * h)).to(y) - 1)
 
     @torch.no_grad()
     def _sweep(self, x: torch.Tensor, sweeps: int, update) -> torch.Tensor:
         if x.dim() < 2 or ((x != 1) & (x != -1)).any():
-            raise DataError(f"site 'x': expected an (..., H, W) image of spins in {{-1, 1}}, got shape {tuple(x.shape)} "
-                            f"with values {torch.unique(x)[:5].tolist()}; map binary pixels with 2 * x - 1")
+            raise DataError(f"site 'x': expected an (..., H, W) image of spins in {{-1, 1}}, "
+                            f"got shape {tuple(x.shape)} with values {torch.unique(x)[:5].tolist()}; "
+                            f"map binary pixels with 2 * x - 1")
         h_idx = torch.arange(x.shape[-2], device=x.device)[:, None]
         w_idx = torch.arange(x.shape[-1], device=x.device)
         black = (h_idx + w_idx) % 2 == 0

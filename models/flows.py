@@ -22,7 +22,17 @@ The layers come from zuko (maintained, and bridged into Pyro by ``pyro.contrib.z
 log-determinant together and keeps them, so a flow is a plain Pyro ``TransformedDistribution``: it has
 ``log_prob`` and ``rsample``, sits in any ``pyro.sample`` statement, and its transform is what
 ``AutoContinuous`` guides and NeuTra need (:mod:`ppgen.inference.flow_guides`), which
-``pyro.contrib.zuko.ZukoToPyro`` (a wrapped distribution, no transform) cannot give.
+``pyro.contrib.zuko.ZukoToPyro`` (a wrapped distribution, no transform) cannot give. The layer
+lists are zuko's own ``NICE``, ``RealNVP`` and ``MAF`` flows (the spline flow is zuko's coupling
+``NICE`` with spline layers), so ppgen writes no layer loop of its own.
+
+References:
+    | Lecture 7 (normalizing flows), ``shared/LECTURES.md``.
+    | NICE: Non-linear Independent Components Estimation (Dinh et al., 2014), https://arxiv.org/abs/1410.8516
+    | Density estimation using Real NVP (Dinh et al., 2017), https://arxiv.org/abs/1605.08803
+    | Masked Autoregressive Flow for Density Estimation (Papamakarios et al., 2017), https://arxiv.org/abs/1705.07057
+    | Improved Variational Inference with Inverse Autoregressive Flow (Kingma et al., 2016), https://arxiv.org/abs/1606.04934
+    | Neural Spline Flows (Durkan et al., 2019), https://arxiv.org/abs/1906.04032
 """
 from __future__ import annotations
 
@@ -36,13 +46,11 @@ from torch.distributions import Transform
 
 from ppgen.errors import ConfigError, UnknownNameError
 from ppgen.models import register
-from ppgen.models.autoregressive import DensityModel, shared_model
+from ppgen.models.density import DensityModel
 from ppgen.nets import import_zuko
 
-
 import_zuko()
-from zuko.flows.autoregressive import MaskedAutoregressiveTransform  # noqa: E402
-from zuko.flows.coupling import GeneralCouplingTransform  # noqa: E402
+import zuko.flows  # noqa: E402
 from zuko.lazy import LazyComposedTransform, LazyTransform, UnconditionalTransform  # noqa: E402
 from zuko.transforms import AdditiveTransform, DependentTransform, MonotonicAffineTransform, MonotonicRQSTransform  # noqa: E402
 
@@ -114,45 +122,43 @@ class LinearTransform(Transform):
         return self.logabsdet.expand(z.shape[:-1])
 
 
-# --- the layers (zuko's direction: data -> base) ------------------------------------------------
-def _coupling_masks(features: int, transforms: int):
-    return [torch.arange(features) % 2 == i % 2 for i in range(transforms)]  # True: the conditioning half
-
-
-def _orders(features: int, transforms: int):
-    return [torch.arange(features) if i % 2 == 0 else torch.arange(features).flip(0) for i in range(transforms)]
-
-
+# --- the layers (zuko's direction: data -> base), from zuko's own flow classes -------------------
 def _elementwise_affine(shift, log_scale):
     return DependentTransform(MonotonicAffineTransform(shift, log_scale), 1)
 
 
 def _nice(features, context, transforms, hidden, slope, bins):
-    layers = [GeneralCouplingTransform(features, context, mask=m, univariate=AdditiveTransform, shapes=[()],
-                                       hidden_features=hidden) for m in _coupling_masks(features, transforms)]
-    return layers + [UnconditionalTransform(_elementwise_affine, torch.zeros(features), torch.zeros(features))]
+    """NICE (Dinh et al., 2014): additive couplings on alternating halves, then a diagonal scaling."""
+    flow = zuko.flows.NICE(features, context, transforms, univariate=AdditiveTransform, shapes=[()],
+                           hidden_features=hidden)
+    scaling = UnconditionalTransform(_elementwise_affine, torch.zeros(features), torch.zeros(features))
+    return [*flow.transform.transforms, scaling]
 
 
 def _realnvp(features, context, transforms, hidden, slope, bins):
+    """RealNVP (Dinh et al., 2017): affine couplings on alternating halves."""
     affine = partial(MonotonicAffineTransform, slope=slope)
-    return [GeneralCouplingTransform(features, context, mask=m, univariate=affine, hidden_features=hidden)
-            for m in _coupling_masks(features, transforms)]
+    return list(zuko.flows.RealNVP(features, context, transforms, univariate=affine,
+                                   hidden_features=hidden).transform.transforms)
 
 
 def _maf(features, context, transforms, hidden, slope, bins):
+    """MAF (Papamakarios et al., 2017): affine autoregressive layers, the order reversed between layers."""
     affine = partial(MonotonicAffineTransform, slope=slope)
-    return [MaskedAutoregressiveTransform(features, context, order=o, univariate=affine, hidden_features=hidden)
-            for o in _orders(features, transforms)]
+    return list(zuko.flows.MAF(features, context, transforms, univariate=affine,
+                               hidden_features=hidden).transform.transforms)
 
 
 def _iaf(features, context, transforms, hidden, slope, bins):
+    """IAF (Kingma et al., 2016): the inverse of a MAF, fast to sample, slow to evaluate."""
     return [layer.inv for layer in reversed(_maf(features, context, transforms, hidden, slope, bins))]
 
 
 def _spline(features, context, transforms, hidden, slope, bins):
+    """Neural spline flow (Durkan et al., 2019), coupling form: rational-quadratic splines on alternating halves."""
     rqs = partial(MonotonicRQSTransform, slope=slope)
-    return [GeneralCouplingTransform(features, context, mask=m, univariate=rqs, shapes=[(bins,), (bins,), (bins - 1,)],
-                                     hidden_features=hidden) for m in _coupling_masks(features, transforms)]
+    return list(zuko.flows.NICE(features, context, transforms, univariate=rqs, shapes=[(bins,), (bins,), (bins - 1,)],
+                                hidden_features=hidden).transform.transforms)
 
 
 KINDS: dict[str, Callable] = {"nice": _nice, "realnvp": _realnvp, "maf": _maf, "iaf": _iaf, "spline": _spline}
@@ -215,9 +221,7 @@ def _moons() -> dict:
     return {"x": toy2d.sample("moons", 1024, seed=0)}
 
 
-@register("flow_moons", data=_moons, default_method="map",
+@register("flow_moons", factory=True, data=_moons, default_method="map",
           description="normalizing flow (RealNVP by default) on two moons, exact likelihood")
-def flow_moons(x, kind: str = "realnvp", transforms: int = 4, hidden: int = 64):
-    key = (kind, transforms, hidden, x.shape[-1], x.device, x.dtype)
-    flow = shared_model("flow_moons", lambda: Flow(x.shape[-1], kind, transforms, (hidden, hidden)).to(x.device, x.dtype), key)
-    flow.model(x)
+def flow_moons(x, kind: str = "realnvp", transforms: int = 4, hidden: int = 64) -> Flow:
+    return Flow(x.shape[-1], kind, transforms, (hidden, hidden), name="flow_moons").to(x.device, x.dtype)

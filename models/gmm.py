@@ -4,6 +4,15 @@
     mu_k ~ N(m, s^2 I),  sigma_kd ~ LogNormal(0, 1)          (k = 1..K, d = 1..D)
     z_n ~ Categorical(w),  x_n | z_n ~ N(mu_{z_n}, diag(sigma_{z_n}^2))   (n = 1..N)
 
+The graphical model::
+
+                  +----------------+
+       w          |  mu_k  sigma_k |  K
+       |          +----------------+
+    +--|-------------------|--+
+    |  z_n ------------> x_n  |  N
+    +-------------------------+
+
 The assignments z are discrete latents: every method sums them out by enumeration, and reports
 their exact conditional posterior. Passing ``weights``, ``locs`` and ``scales`` as data fixes them,
 leaving only z latent: then ``enum`` gives the exact posterior and log evidence.

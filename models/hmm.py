@@ -2,6 +2,13 @@
 
     z_0 ~ Categorical(initial),  z_t | z_{t-1} ~ Categorical(transition[z_{t-1}]),  y_t | z_t ~ emission(z_t)
 
+The graphical model (every sequence of a batch under one plate)::
+
+    z_0 --> z_1 --> z_2 --> ... --> z_{T-1}
+     |       |       |                |
+     v       v       v                v
+    y_0     y_1     y_2      ...    y_{T-1}
+
 with categorical emissions (``emission[z]`` a probability vector) or Gaussian ones
 (``Normal(loc[z], scale[z])``). The states sit under ``pyro.markov``, so enumerating them is the forward
 algorithm: each step only needs the previous state's dimension, and the cost is O(T K^2).
@@ -19,16 +26,15 @@ Sequences are ``(T,)`` or a batch ``(N, T)`` of equally long ones (a plate over 
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
-from pyro import get_param_store
 from pyro.infer import TraceEnum_ELBO
 from pyro.ops.indexing import Vindex
 from pyroapi import distributions as dist
 from pyroapi import infer, pyro, pyro_backend
 
 from ppgen.errors import DataError
-from ppgen.inference.exact import infer_values
 from ppgen.models import register
 
 __all__ = ["HMM", "hmm_model", "hmm_program"]
@@ -71,6 +77,16 @@ class HMM:
     :param transition: ``(K, K)``, row ``i`` the distribution of the next state after state ``i``.
     :param emission: ``(K, V)`` categorical emission probabilities; or give ``loc`` and ``scale``
         ``(K,)`` for Gaussian emissions.
+
+    Example:
+        >>> import torch
+        >>> hmm = HMM(torch.tensor([0.5, 0.5]), torch.tensor([[0.9, 0.1], [0.1, 0.9]]),
+        ...           emission=torch.tensor([[0.8, 0.2], [0.2, 0.8]]))
+        >>> y = torch.tensor([0, 0, 1, 1, 1])
+        >>> hmm.viterbi(y).tolist()                       # bound by ppgen.estimators
+        [0, 0, 1, 1, 1]
+        >>> bool(hmm.marginals(y).sum(-1).allclose(torch.ones(5, dtype=torch.float64)))
+        True
     """
 
     def __init__(self, initial, transition, emission=None, loc=None, scale=None, dtype=torch.float64, device=None):
@@ -119,17 +135,12 @@ class HMM:
         import funsor
         import pyro.contrib.funsor  # noqa: F401  (registers the backend)
 
+        if "jax" in sys.modules:  # once JAX is imported (NumPyro, say) funsor asks whether a value is a jitted
+            funsor.set_backend("jax")  # JAX function, which fails until its JAX backend has been loaded once
         funsor.set_backend("torch")
         with pyro_backend("contrib.funsor"):
             elbo = infer.TraceMarkovEnum_ELBO(max_plate_nesting=2)
             return -elbo.differentiable_loss(self.program, _no_guide, y, vectorized=True, tilt=tilt)
-
-    def viterbi(self, y) -> torch.Tensor:
-        """The most probable state path ``argmax_z p(z | y)``, shaped like ``y``."""
-        y, single = self._sequences(y), torch.as_tensor(y).dim() == 1
-        values = infer_values(self.program, y, temperature=0, first_available_dim=-2)
-        path = torch.stack([values[f"z_{t}"].reshape(-1) for t in range(y.shape[1])], -1)
-        return path[0] if single else path
 
     def marginals(self, y) -> torch.Tensor:
         """Posterior marginals ``p(z_t = k | y)``, ``(T, K)`` (or ``(N, T, K)``), by forward-backward:
@@ -152,32 +163,6 @@ class HMM:
             z = torch.stack(states, -1)
             y = self.emit(z).sample()
         return (z, y) if num_sequences else (z[0], y[0])
-
-    # ---- learning -------------------------------------------------------------------------------
-    @classmethod
-    def fit(cls, y, num_states: int, method: str = "map", num_categories: int | None = None,
-            concentration: float = 1.0, **options) -> "HMM":
-        """Learn an HMM from sequences ``y`` with :func:`hmm_model` (categorical emissions for integer
-        ``y``, Gaussian for floating ``y``) and :func:`ppgen.fit`; the result holds the posterior
-        mean (the MAP point for ``map``) and the :class:`~ppgen.results.Fit` in ``fit_``."""
-        import ppgen
-
-        y = torch.as_tensor(y)
-        data = {"y": y, "num_states": num_states, "concentration": concentration}
-        if not y.is_floating_point():
-            data["num_categories"] = num_categories or int(y.max()) + 1
-        if method == "map":
-            options.setdefault("num_samples", 1)
-        with get_param_store().scope():  # fresh guide parameters for every fit
-            fitted = ppgen.fit(hmm_model, data, method=method, **options)
-        mean = {k: fitted.samples[k].mean(0) for k in ("initial", "transition", "emission", "loc", "scale")
-                if k in fitted.samples}
-        for k in ("initial", "transition", "emission"):  # rows of simplex draws average to a simplex
-            if k in mean:
-                mean[k] = mean[k] / mean[k].sum(-1, keepdim=True)
-        hmm = cls(**mean, dtype=y.dtype if y.is_floating_point() else torch.float64, device=y.device)
-        hmm.fit_ = fitted
-        return hmm
 
     # ---- validation -----------------------------------------------------------------------------
     def _sequences(self, y) -> torch.Tensor:

@@ -7,18 +7,28 @@ The generative story, for C classes and d features::
     y_n   ~ Categorical(pi)
     x_nj  ~ p(x_j | theta_{y_n, j})                  features independent given the class
 
+The graphical model::
+
+     pi        +---------------+
+      |        |  theta_cj     |  C x d
+      |        +-------|-------+
+    +-|----------------|--------------+
+    | y_n ------> x_nj  (j = 1..d)    |  N
+    +---------------------------------+
+
 with Bernoulli (Beta prior), categorical (Dirichlet prior) or Gaussian (Normal-Gamma prior) features.
 ``fit`` is the conjugate update; a new point is classified by Bayes' rule with the parameters
 integrated out, ``p(y | x, D) ∝ p(y | D) prod_j p(x_j | y, D)``, computed by enumerating ``y`` in
-:meth:`NaiveBayes.predictive_program`. A missing feature (NaN) is simply left out of the product:
-only a generative model can marginalize an input.
+:meth:`NaiveBayes.predictive_program` (``predict_proba``, bound by :mod:`ppgen.estimators`). A missing
+feature (NaN) is simply left out of the product: only a generative model can marginalize an input.
 
 With Beta(alpha, alpha) priors the predictive feature probabilities ``(N_cj + alpha) / (N_c + 2 alpha)``
 are exactly scikit-learn's smoothed estimates (``BernoulliNB(alpha)``; ``CategoricalNB(alpha)`` likewise).
 
 Naive Bayes double-counts correlated features (duplicate one and it becomes overconfident);
-:class:`LogisticRegression`, ``p(y | x) = softmax(W x + b)`` with a Gaussian prior, splits the
-weight between the copies. With little data the generative model's stronger assumptions can win.
+:class:`~ppgen.models.logistic_regression.LogisticRegression`, ``p(y | x) = softmax(W x + b)`` with a
+Gaussian prior, splits the weight between the copies. With little data the generative model's stronger
+assumptions can win.
 """
 from __future__ import annotations
 
@@ -30,50 +40,14 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ppgen.errors import DataError
-from ppgen.inference.exact import enumerated_trace
+from ppgen.models.classifier import Classifier
 
-__all__ = ["BernoulliNaiveBayes", "CategoricalNaiveBayes", "GaussianNaiveBayes", "LogisticRegression"]
+__all__ = ["NaiveBayes", "BernoulliNaiveBayes", "CategoricalNaiveBayes", "GaussianNaiveBayes"]
 
 ENUM = {"enumerate": "parallel"}
 
 
-class _Classifier:
-    """scikit-learn conventions shared by the classifiers: validated inputs, labels, ``predict``, ``score``."""
-
-    dtype = torch.float64
-
-    def _features(self, X, allow_missing: bool = False) -> torch.Tensor:
-        device = X.device if isinstance(X, torch.Tensor) else None
-        x = torch.as_tensor(X, dtype=self.dtype, device=device)
-        if x.dim() != 2:
-            raise DataError(f"X must be an (n_samples, n_features) array; got shape {tuple(x.shape)}")
-        if hasattr(self, "n_features_") and x.shape[1] != self.n_features_:
-            raise DataError(f"X has {x.shape[1]} features; the classifier was fit with {self.n_features_}")
-        bad = torch.isinf(x) if allow_missing else ~torch.isfinite(x)
-        if bool(bad.any()):
-            what = "inf" if allow_missing else "NaN/inf (missing features are allowed in predict, not in fit)"
-            raise DataError(f"X has {what} values, the first at {tuple(int(i) for i in bad.nonzero()[0])}")
-        return x
-
-    def _labels(self, y, n: int) -> torch.Tensor:
-        """``y`` as class indices 0..C-1; sets :attr:`classes_` (the sorted distinct labels)."""
-        y = torch.as_tensor(y)
-        if y.shape != (n,) or (y.is_floating_point() and bool((y != y.round()).any())):
-            raise DataError(f"y must hold {n} integer class labels; got shape {tuple(y.shape)}, dtype {y.dtype}")
-        self.classes_, index = torch.unique(y.long(), return_inverse=True)
-        return index
-
-    def predict(self, X) -> torch.Tensor:
-        """The most probable class of each row."""
-        return self.classes_.to(self._device)[self.predict_proba(X).argmax(-1)]
-
-    def score(self, X, y) -> float:
-        """Mean accuracy."""
-        y = torch.as_tensor(y, device=self._device)
-        return float((self.predict(X) == y).double().mean())
-
-
-class NaiveBayes(_Classifier):
+class NaiveBayes(Classifier):
     """The shared machinery; subclasses give the feature prior, its conjugate update and predictive."""
 
     def __init__(self, class_concentration: float = 1.0):
@@ -116,14 +90,6 @@ class NaiveBayes(_Classifier):
         self.posterior_.update(self._update(x, onehot))
         self.class_probs_ = self.posterior_["pi"].mean
         return self
-
-    def predict_proba(self, X) -> torch.Tensor:
-        """Bayes' rule ``p(y | x, D) = p(y, x | D) / sum_y p(y, x | D)`` for every row, ``(n, C)``,
-        with ``y`` enumerated in :meth:`predictive_program`; NaN features are marginalized."""
-        x = self._features(X, allow_missing=True)
-        trace = enumerated_trace(self.predictive_program, x, first_available_dim=-2)
-        log_joint = trace.nodes["y"]["log_prob"] + trace.nodes["x"]["log_prob"]  # (C, n)
-        return log_joint.softmax(0).T
 
     def sample(self, n: int, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` new labelled rows ``(X, y)`` from the posterior predictive distribution."""
@@ -241,41 +207,3 @@ class GaussianNaiveBayes(NaiveBayes):
         scale = (self.rate_ * (self.kappa_ + 1) / (self.shape_ * self.kappa_)).sqrt()
         df = (2 * self.shape_).expand_as(scale)
         return dist.StudentT(df[label], self.loc_[label], scale[label])
-
-
-class LogisticRegression(_Classifier):
-    """Bayesian multinomial logistic regression, the discriminative model:
-    ``W_jc, b_c ~ Normal(0, prior_scale)``, ``y | x ~ Categorical(logits = x W + b)``.
-
-    ``fit`` runs :func:`ppgen.fit` (``method`` "map", "svi" or "nuts"; ``options`` go to it);
-    ``predict_proba`` averages ``softmax(x W + b)`` over the posterior draws.
-    """
-
-    def __init__(self, prior_scale: float = 1.0, method: str = "map", **options):
-        self.prior_scale, self.method, self.options = prior_scale, method, options
-
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None, num_classes: int = 2):
-        w = pyro.sample("w", dist.Normal(x.new_zeros(x.shape[1], num_classes), self.prior_scale).to_event(2))
-        b = pyro.sample("b", dist.Normal(x.new_zeros(num_classes), self.prior_scale).to_event(1))
-        with pyro.plate("rows", x.shape[0]):
-            pyro.sample("y", dist.Categorical(logits=x @ w + b), obs=y)
-
-    def fit(self, X, y) -> "LogisticRegression":
-        import ppgen
-
-        x = self._features(X)
-        index = self._labels(y, x.shape[0]).to(x.device)
-        self.n_features_, self._device = x.shape[1], x.device
-        options = {"num_samples": 1 if self.method == "map" else 200, "progress": False, **self.options}
-        with pyro.get_param_store().scope():  # fresh guide parameters for every fit
-            self.fit_ = ppgen.fit(self.model, {"x": x, "y": index, "num_classes": len(self.classes_)},
-                                  method=self.method, device=x.device, dtype=x.dtype, **options)
-        self.coef_draws_ = self.fit_.samples["w"].to(x)  # (draws, d, C)
-        self.intercept_draws_ = self.fit_.samples["b"].to(x)  # (draws, C)
-        return self
-
-    def predict_proba(self, X) -> torch.Tensor:
-        x = self._features(X)
-        logits = x @ self.coef_draws_ + self.intercept_draws_[:, None, :]  # (draws, n, C)
-        return logits.softmax(-1).mean(0)
-

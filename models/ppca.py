@@ -6,6 +6,15 @@ Generative story (``N`` points, ``D`` dimensions, ``k`` latents)::
     z_n ~ N(0, I_k)                                  # (N, k)
     x_n | z_n ~ N(W z_n + mu, sigma^2 I_D)           # (N, D), W: (D, k)
 
+The graphical model::
+
+    +-----------+
+    |  z_n      |
+    |   |       |       W, mu, sigma: parameters
+    |   v       |
+    |  x_n      |  N
+    +-----------+
+
 Closed forms (``C = W W^T + sigma^2 I_D``, ``M = W^T W + sigma^2 I_k``)::
 
     p(x)     = N(x; mu, C)                                   exact log-likelihood

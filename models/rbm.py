@@ -86,7 +86,8 @@ class RBM(nn.Module):
     def from_sklearn(cls, estimator, dtype=torch.float32, device=None) -> "RBM":
         """The RBM of a fitted :class:`sklearn.neural_network.BernoulliRBM` (``components_`` is ``W.T``)."""
         as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
-        return cls.from_params(as_t(estimator.components_.T), as_t(estimator.intercept_visible_), as_t(estimator.intercept_hidden_))
+        return cls.from_params(as_t(estimator.components_.T), as_t(estimator.intercept_visible_),
+                               as_t(estimator.intercept_hidden_))
 
     @property
     def n_visible(self) -> int:

@@ -6,6 +6,16 @@ Generative story, for each image ``n`` (``D`` pixels, ``Z`` latents, optional cl
     x_n | z_n ~ Bernoulli(sigmoid(f_theta(z_n, c_n)))   # binary pixels         (B, D)
              or N(mu_theta(z_n, c_n), diag sigma_theta(z_n, c_n)^2)   # grey levels
 
+The graphical model, and the guide's arrow (dashed) beside it::
+
+    +-----------------------+
+    |   z_n  <- - - - - +   |
+    |    |   q_phi(z|x) |   |
+    |    v              |   |
+    |   x_n  - - - - - -+   |  N (the "data" plate, subsampled)
+    +-----------------------+
+        theta (decoder), phi (encoder): networks, shared by every n
+
 Guide (amortized inference): one encoder network outputs the variational parameters of every point,
 ``q_phi(z_n | x_n, c_n) = N(m_phi(x_n, c_n), diag s_phi(x_n, c_n)^2)``, so
 
@@ -16,9 +26,10 @@ Both programs subsample the same ``"data"`` plate, so Pyro scales the minibatch 
 their inputs (``num_classes > 0``). ``conv=True`` swaps the MLP feature extractor of the encoder and
 the last layers of the decoder for two (transposed) stride-2 convolutions.
 
-Registered programs: ``vae`` (guide :func:`vae_guide`) and ``cvae`` (guide :func:`cvae_guide`) on
-the binarized 8x8 digits; the registry hands ``svi`` the guide, so ``ppgen.fit("vae", method="svi",
-lr=1e-3)`` trains the encoder and decoder together. They use every image at each step unless the
+Registered models: ``vae`` and ``cvae`` on the binarized 8x8 digits, as factories: each fit builds a
+:class:`VAE` sized for its data and hands ``svi`` its ``model`` and ``guide``, so ``ppgen.fit("vae",
+method="svi", lr=1e-3)`` trains the encoder and decoder together (the trained networks are
+``fit.problem.instance``). They use every image at each step unless the
 data carry a ``batch_size`` (then guide draws of ``z`` cover a random minibatch only: pass
 ``num_samples=0``).
 """
@@ -37,10 +48,9 @@ from torch import nn
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError
 from ppgen.models import register
-from ppgen.nets import GaussianHead, mlp, shared_network
+from ppgen.nets import GaussianHead, mlp
 
-__all__ = ["VAE", "Encoder", "Decoder", "vae", "vae_guide", "cvae", "cvae_guide", "check_images", "check_labels",
-           "shared_module", "SeenTensors", "data_plate"]
+__all__ = ["VAE", "Encoder", "Decoder", "vae", "cvae", "check_images", "check_labels", "SeenTensors", "data_plate"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -298,18 +308,8 @@ def check_labels(y: torch.Tensor, n: int, num_classes: int, site: str = "y") -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# registered programs: one shared network per configuration, fresh when the param store is cleared
+# registered models: factories building the networks for the data, once per fit
 # ---------------------------------------------------------------------------------------------
-def shared_module(cls: type[nn.Module], x: torch.Tensor, name: str, **config) -> nn.Module:
-    """The ``cls(name=name, **config)`` a registered program uses, on ``x``'s device and dtype
-    (built once and reused while its parameters live in the param store: :func:`ppgen.nets.shared_network`)."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        got = getattr(x, "dtype", type(x).__name__)
-        raise DataError(f"site 'x': expected a floating-point tensor of pixels, got {got}")
-    key = (cls, name, tuple(sorted(config.items())), x.device, x.dtype)
-    return shared_network(key, lambda: cls(name=name, **config).to(device=x.device, dtype=x.dtype))
-
-
 def _digits_data(labels: bool = False):
     def data() -> dict:
         split = load_digits(binarize=True)
@@ -317,38 +317,31 @@ def _digits_data(labels: bool = False):
     return data
 
 
+def _pixels(x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = getattr(x, "dtype", type(x).__name__)
+        raise DataError(f"site 'x': expected a floating-point tensor of pixels, got {got}")
+    return x
+
+
+@register("vae", factory=True, data=_digits_data(), default_method="svi", tags=("latent",),
+          description="VAE on binarized 8x8 digits: Bernoulli decoder, amortized encoder guide")
 def vae(x, latent_dim: int = 2, hidden: Sequence[int] = (256,), likelihood: str = "bernoulli", conv: bool = False,
-        image_shape: Sequence[int] = (8, 8), batch_size: int | None = None) -> None:
-    """VAE on binarized 8x8 digits: z ~ N(0, I), x | z ~ Bernoulli(decoder(z)); guide :func:`vae_guide`."""
-    net = shared_module(VAE, x, "vae", **_config(latent_dim, hidden, likelihood, conv, image_shape))
-    net.model(x, batch_size=batch_size)
+        image_shape: Sequence[int] = (8, 8)) -> VAE:
+    """VAE on binarized 8x8 digits: z ~ N(0, I), x | z ~ Bernoulli(decoder(z)); guide: its encoder."""
+    x = _pixels(x)
+    return VAE(name="vae",
+               **_config(latent_dim, hidden, likelihood, conv, image_shape)).to(device=x.device, dtype=x.dtype)
 
 
-def vae_guide(x, latent_dim: int = 2, hidden: Sequence[int] = (256,), likelihood: str = "bernoulli", conv: bool = False,
-              image_shape: Sequence[int] = (8, 8), batch_size: int | None = None) -> None:
-    """The amortized encoder guide of :func:`vae` (same arguments)."""
-    net = shared_module(VAE, x, "vae", **_config(latent_dim, hidden, likelihood, conv, image_shape))
-    net.guide(x, batch_size=batch_size)
-
-
-def cvae(x, y, latent_dim: int = 2, hidden: Sequence[int] = (256,), likelihood: str = "bernoulli", conv: bool = False,
-         image_shape: Sequence[int] = (8, 8), num_classes: int = 10, batch_size: int | None = None) -> None:
-    """Conditional VAE: z ~ N(0, I), x | z, y ~ Bernoulli(decoder(z, onehot(y))); guide :func:`cvae_guide`."""
+@register("cvae", factory=True, data=_digits_data(labels=True), default_method="svi", tags=("latent",),
+          description="conditional VAE on binarized 8x8 digits given their class, amortized encoder guide")
+def cvae(x, latent_dim: int = 2, hidden: Sequence[int] = (256,), likelihood: str = "bernoulli", conv: bool = False,
+         image_shape: Sequence[int] = (8, 8), num_classes: int = 10) -> VAE:
+    """Conditional VAE: z ~ N(0, I), x | z, y ~ Bernoulli(decoder(z, onehot(y))); guide q(z | x, y)."""
+    x = _pixels(x)
     config = _config(latent_dim, hidden, likelihood, conv, image_shape)
-    shared_module(VAE, x, "cvae", num_classes=num_classes, **config).model(x, y, batch_size=batch_size)
-
-
-def cvae_guide(x, y, latent_dim: int = 2, hidden: Sequence[int] = (256,), likelihood: str = "bernoulli",
-               conv: bool = False, image_shape: Sequence[int] = (8, 8), num_classes: int = 10, batch_size: int | None = None) -> None:
-    """The amortized encoder guide q(z | x, y) of :func:`cvae` (same arguments)."""
-    config = _config(latent_dim, hidden, likelihood, conv, image_shape)
-    shared_module(VAE, x, "cvae", num_classes=num_classes, **config).guide(x, y, batch_size=batch_size)
-
-
-register("vae", data=_digits_data(), default_method="svi", guide=vae_guide, tags=("latent",),
-         description="VAE on binarized 8x8 digits: Bernoulli decoder, amortized encoder guide")(vae)
-register("cvae", data=_digits_data(labels=True), default_method="svi", guide=cvae_guide, tags=("latent",),
-         description="conditional VAE on binarized 8x8 digits given their class, amortized encoder guide")(cvae)
+    return VAE(name="cvae", num_classes=num_classes, **config).to(device=x.device, dtype=x.dtype)
 
 
 def _config(latent_dim, hidden, likelihood, conv, image_shape) -> dict:

@@ -36,10 +36,10 @@ from torch import nn
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError
 from ppgen.models import register
-from ppgen.models.vae import Decoder, Encoder, SeenTensors, check_images, check_labels, data_plate, shared_module
+from ppgen.models.vae import Decoder, Encoder, SeenTensors, check_images, check_labels, data_plate
 from ppgen.nets import mlp
 
-__all__ = ["M2", "vae_m2", "vae_m2_guide", "digits_few_labels"]
+__all__ = ["M2", "vae_m2", "digits_few_labels"]
 
 
 class M2(nn.Module):
@@ -121,24 +121,14 @@ def digits_few_labels(labels_per_class: int = 10, seed: int = 0) -> dict:
     return {"x": split.x_train[labeled], "y": split.y_train[labeled], "x_unlabeled": split.x_train[rest]}
 
 
-def vae_m2(x, y, x_unlabeled, latent_dim: int = 8, hidden: Sequence[int] = (256,), aux_weight: float = 1.0,
-           batch_size: int | None = None) -> None:
+@register("vae_m2", factory=True, data=digits_few_labels, default_method="svi", tags=("latent", "enum"),
+          description="semi-supervised VAE (M2) on 8x8 digits, 10 labels per class, "
+                      "the class summed out where unlabeled")
+def vae_m2(x, latent_dim: int = 8, hidden: Sequence[int] = (256,), aux_weight: float = 1.0) -> M2:
     """Semi-supervised VAE (M2): y ~ Cat, z ~ N(0, I), x | y, z ~ Bernoulli(decoder(z, y)); y summed out
-    where unlabeled."""
-    _shared(x, latent_dim, hidden, aux_weight).model(x, y, x_unlabeled, batch_size)
-
-
-def vae_m2_guide(x, y, x_unlabeled, latent_dim: int = 8, hidden: Sequence[int] = (256,), aux_weight: float = 1.0,
-                 batch_size: int | None = None) -> None:
-    """The guide of :func:`vae_m2`: classifier q(y | x) (enumerated) and encoder q(z | x, y)."""
-    _shared(x, latent_dim, hidden, aux_weight).guide(x, y, x_unlabeled, batch_size)
-
-
-register("vae_m2", data=digits_few_labels, default_method="svi", guide=vae_m2_guide, tags=("latent", "enum"),
-         description="semi-supervised VAE (M2) on 8x8 digits, 10 labels per class, the class summed out "
-                     "where unlabeled")(vae_m2)
-
-
-def _shared(x: torch.Tensor, latent_dim: int, hidden: Sequence[int], aux_weight: float) -> M2:
-    return shared_module(M2, x, "vae_m2", x_dim=x.shape[-1], z_dim=int(latent_dim),
-                         hidden=tuple(int(h) for h in hidden), aux_weight=float(aux_weight))
+    where unlabeled. Guide: classifier q(y | x) (enumerated) and encoder q(z | x, y)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise DataError(f"site 'x': expected a floating-point tensor of pixels, "
+                        f"got {getattr(x, 'dtype', type(x).__name__)}")
+    return M2(x_dim=x.shape[-1], z_dim=int(latent_dim), hidden=tuple(int(h) for h in hidden),
+              aux_weight=float(aux_weight), name="vae_m2").to(device=x.device, dtype=x.dtype)

@@ -56,7 +56,8 @@ def to_inference_data(problem: Problem, chains: dict, sample_stats: dict | None 
     n_chains = next(iter(chains.values())).shape[0] if chains else 1
     flat = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in chains.items()}
     dims = {name: info.dim_names() for name, info in problem.sites.items()}
-    groups = {"posterior": _by_chain(flat, n_chains), "sample_stats": {k: _np(v) for k, v in (sample_stats or {}).items()},
+    groups = {"posterior": _by_chain(flat, n_chains),
+              "sample_stats": {k: _np(v) for k, v in (sample_stats or {}).items()},
               **{k: {n: _np(v) for n, v in g.items()} for k, g in (groups or {}).items()}}
     observed = problem.names("observed")
     latent = set(problem.names("latent", "discrete"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 COMMAND_FILE = "command.json"  # the parsed options of `ppgen fit`, read back by --resume
@@ -72,10 +72,10 @@ def _fit(args) -> int:
     import pyro
 
     import ppgen
+    from ppgen.api import prepare, resolve_model
     from ppgen.data import read_data_file
     from ppgen.errors import ConfigError
     from ppgen.inference.checkpoint import Interrupted
-    from ppgen.problem import prepare, resolve_model
     from ppgen.runfolder import read_json, write_json
 
     if args.resume is not None:

@@ -26,14 +26,12 @@ The table's columns (:data:`COLUMNS`), one row per run:
 - ``elbo`` (variational runs), ``log_evidence`` (where the method computes it, e.g. ``enum``);
 - ``peak_mem_mb``: the most memory the run added (see :class:`PeakMemory`).
 
-``ppgen.compare_models`` ranks different models fit to the same data by PSIS-LOO or WAIC (``az.compare``).
+``ppgen.compare_models`` (:mod:`ppgen.model_comparison`) ranks different models fit to the same data.
 """
 from __future__ import annotations
 
 import math
-import os
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,11 +41,12 @@ import pandas as pd
 import torch
 
 from ppgen import inference, references
-from ppgen.errors import DataError, NotApplicableError, NumericalError, UnknownNameError
-from ppgen.problem import prepare, resolve_model
+from ppgen.api import fit, prepare, resolve_model
+from ppgen.errors import NotApplicableError, NumericalError
+from ppgen.memory import PeakMemory
 from ppgen.references import Reference
 
-__all__ = ["compare", "compare_models", "Comparison", "Run", "COLUMNS", "DEFAULT_METHODS"]
+__all__ = ["compare", "Comparison", "Run", "COLUMNS", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = ("svi", "map", "nuts", "numpyro-nuts", "enum")
 COLUMNS = ["method", "family", "status", "seed", "wall_s", "steps", "draws", "ess_bulk_per_s", "ess_tail_per_s",
@@ -133,18 +132,18 @@ def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=
         inference.get(run.method)  # an unknown name fails here, not after the first runs
     problem = prepare(model, data, device=device, dtype=dtype)
     spec = resolve_model(model)
-    ref = _reference(reference, problem, spec, [r.label for r in runs], device=device, dtype=dtype)
+    ref = references.resolve(reference, problem, spec, [r.label for r in runs], device=device, dtype=dtype)
     common = dict(num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, steps=steps,
                   device=device, dtype=dtype, progress=progress)
     fits, rows = {}, {}
     for i, run in enumerate(runs):
         if progress:
             print(f"compare [{i + 1}/{len(runs)}] {run.label}", file=sys.stderr, flush=True)
-        rows[run.label], fit = _run_one(model, data, problem, run, seed + i, common)
-        if fit is not None:
-            fits[run.label] = fit
+        rows[run.label], result = _run_one(model, data, problem, run, seed + i, common)
+        if result is not None:
+            fits[run.label] = result
     if isinstance(ref, str):  # the reference is one of the runs
-        ref = _reference_from_runs(ref, fits, runs)
+        ref = references.from_runs(ref, fits, runs)
     detail = []
     for run in runs:
         if run.label in fits:
@@ -172,16 +171,16 @@ def _runs(methods, options: dict) -> list[Run]:
         raise ValueError("compare needs at least one method")
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"run labels must be unique, got {labels}; label repeated methods with Run(label, method, options)")
+        raise ValueError(f"run labels must be unique, got {labels}; "
+                         f"label repeated methods with Run(label, method, options)")
     unknown = set(options) - set(labels) - {r.method for r in runs}
     if unknown:
         raise ValueError(f"options given for {sorted(unknown)}, which are not among the runs {labels}")
-    return [Run(r.label, r.method, {**options.get(r.method, {}), **options.get(r.label, {}), **r.options}) for r in runs]
+    return [Run(r.label, r.method, {**options.get(r.method, {}), **options.get(r.label, {}), **r.options})
+            for r in runs]
 
 
 def _run_one(model, data, problem, run: Run, seed: int, common: dict) -> tuple[dict, object]:
-    import ppgen
-
     family = inference.get(run.method).family
     row = {"method": run.method, "family": family, "seed": seed, "status": "ok", "note": ""}
     kwargs = {**common, **run.options}
@@ -191,7 +190,7 @@ def _run_one(model, data, problem, run: Run, seed: int, common: dict) -> tuple[d
                                      f"{', '.join(problem.names('discrete'))}): enumerate them with enum")
         with PeakMemory(problem.device) as memory:
             start = time.perf_counter()
-            fit = ppgen.fit(model, data, method=run.method, seed=seed, **kwargs)
+            result = fit(model, data, method=run.method, seed=seed, **kwargs)
             wall = time.perf_counter() - start
     except NotApplicableError as e:
         return {**row, "status": "not applicable", "note": str(e)}, None
@@ -201,10 +200,10 @@ def _run_one(model, data, problem, run: Run, seed: int, common: dict) -> tuple[d
         row["steps"] = kwargs["steps"]
     elif family == "mcmc":
         row["steps"] = (kwargs["num_warmup"] + kwargs["num_samples"]) * kwargs["num_chains"]
-    row.update(wall_s=wall, peak_mem_mb=memory.peak_mb, elbo=fit.diagnostics.get("elbo", math.nan),
-               log_evidence=math.nan if fit.log_evidence is None else fit.log_evidence,
-               divergences=fit.diagnostics.get("divergences", math.nan))
-    return row, fit
+    row.update(wall_s=wall, peak_mem_mb=memory.peak_mb, elbo=result.diagnostics.get("elbo", math.nan),
+               log_evidence=math.nan if result.log_evidence is None else result.log_evidence,
+               divergences=result.diagnostics.get("divergences", math.nan))
+    return row, result
 
 
 def _measure(fit, ref: Reference | None, family: str, label: str) -> tuple[dict, pd.DataFrame]:
@@ -267,167 +266,3 @@ def _nanmin(x) -> float:
 def _nanmean(x) -> float:
     x = np.asarray(x, dtype=np.float64)
     return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
-
-
-# ------------------------------------------------------------------------------------ reference
-def _reference(spec, problem, model_spec, labels: list[str], device, dtype) -> Reference | str | None:
-    """A :class:`Reference`, or the label of the run (or ``"longest"``) that will serve as one."""
-    from pathlib import Path
-
-    from ppgen.results import Fit
-
-    if spec is None or (isinstance(spec, str) and spec == "auto"):
-        if model_spec.reference is not None:
-            return _coerce(model_spec.reference(), f"the reference registered with model {problem.name!r}")
-        if not problem.names("latent") and problem.has_discrete:
-            return references.exact(problem.model, problem.data, device=device, dtype=dtype)
-        return "longest"
-    if isinstance(spec, (Reference, Fit, dict)) or callable(spec):
-        return _coerce(spec() if callable(spec) else spec, "the given reference")
-    if isinstance(spec, str) and spec in labels + ["longest"]:
-        return spec
-    if spec in ("exact", "enum"):
-        return references.exact(problem.model, problem.data, device=device, dtype=dtype)
-    if spec == "model":
-        if model_spec.reference is None:
-            raise UnknownNameError(f"model {problem.name!r} has no registered reference; choose another reference")
-        return _coerce(model_spec.reference(), f"the reference registered with model {problem.name!r}")
-    path = Path(spec)
-    if path.suffix == ".zip" and path.exists():
-        return references.from_draws_file(path)
-    if path.suffix == ".json" and path.exists():
-        return references.from_summary_file(path)
-    raise UnknownNameError(f"unknown reference {spec!r}: use 'auto', 'exact', 'model', 'longest', a run label "
-                           f"({', '.join(labels)}), a *.draws.json.zip or summary .json file that exists, a dict, "
-                           f"a Reference or a Fit")
-
-
-def _coerce(obj, source: str) -> Reference:
-    from ppgen.results import Fit
-
-    if isinstance(obj, Reference):
-        return obj
-    if isinstance(obj, Fit):
-        return references.from_fit(obj)
-    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-        return references.from_summary(obj, source=source)
-    if isinstance(obj, dict) and obj:
-        return references.from_draws(obj, source=source)
-    raise DataError(f"cannot use {type(obj).__name__} as a reference posterior: give a Reference, a Fit, "
-                    f"{{param: {{'mean': m, 'sd': s}}}} or {{param: draws}}")
-
-
-def _reference_from_runs(which: str, fits: dict, runs: list[Run]) -> Reference | None:
-    if which != "longest":
-        if which not in fits or not fits[which].chains:
-            warnings.warn(f"reference run {which!r} gave no draws; the comparison has no reference")
-            return None
-        ref = references.from_fit(fits[which], source=f"the {which} run")
-        ref.method = which
-        return ref
-    mcmc = [r.label for r in runs
-            if r.label in fits and fits[r.label].chains and inference.get(r.method).family == "mcmc"]
-    if not mcmc:
-        return None
-    longest = max(mcmc, key=lambda label: math.prod(next(iter(fits[label].chains.values())).shape[:2]))
-    ref = references.from_fit(fits[longest], source=f"the longest MCMC run ({longest}); nothing better was known")
-    ref.method = longest
-    return ref
-
-
-# ------------------------------------------------------------------------------------ memory
-class PeakMemory:
-    """Peak memory a block adds: resident set size sampled every ``interval`` seconds (50 ms) by a thread
-    (``/proc/self/statm``; elsewhere the process's lifetime peak from ``resource``), minus the size
-    when the block started; on a CUDA device, ``torch.cuda.max_memory_allocated`` instead.
-    In MiB as ``peak_mb``. Imports a method triggers (JAX for ``numpyro-nuts``) count as its memory."""
-
-    def __init__(self, device=None, interval: float = 0.05):
-        self.device, self.interval, self.peak_mb = torch.device(device or "cpu"), interval, math.nan
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-            return self
-        self._start = self._peak = _rss()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, _rss())
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
-            return False
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(max(self._peak, _rss()) - self._start, 0) / 2**20
-        return False
-
-
-def _rss() -> int:
-    """Resident set size in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
-
-
-# ------------------------------------------------------------------------------------ models
-def compare_models(fits, ic: str = "loo", var_name: str | None = None, **kwargs) -> pd.DataFrame:
-    """Rank models fit to the same data by expected log predictive density, through ``az.compare``.
-
-    :param fits: a list of fits (or ``InferenceData``), or ``{name: fit}``; names default to
-        ``model-method``.
-    :param ic: ``"loo"`` (PSIS-LOO; check the ``warning`` column and Pareto k) or ``"waic"``.
-    :param var_name: the observed site whose log-likelihood counts, for models with several.
-    :returns: ArviZ's table: ``rank``, ``elpd_<ic>``, ``p_<ic>``, ``elpd_diff``, ``weight``, ``se``, ``dse``, ...
-
-    Fits of different data cannot be compared: that is refused with :class:`~ppgen.DataError`.
-    """
-    from ppgen.arviz_bridge import az
-
-    named = dict(fits) if isinstance(fits, dict) else _names(fits)
-    if len(named) < 2:
-        raise ValueError(f"compare_models needs at least two fits, got {len(named)}")
-    idatas = {name: f.to_arviz() if hasattr(f, "to_arviz") else f for name, f in named.items()}
-    for name, idata in idatas.items():
-        if not hasattr(idata, "log_likelihood"):
-            raise ValueError(f"{name!r} has no pointwise log-likelihood (no posterior draws or no observed site); "
-                             f"refit it with num_samples > 0")
-    _same_data(idatas)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the warning column says it, per model
-        return az.compare(idatas, ic=ic, var_name=var_name, **kwargs)
-
-
-def _names(fits) -> dict:
-    out = {}
-    for f in fits:
-        base = f"{f.model_name}-{f.method}" if hasattr(f, "model_name") else "model"
-        name, k = base, 2
-        while name in out:
-            name, k = f"{base}-{k}", k + 1
-        out[name] = f
-    return out
-
-
-def _same_data(idatas: dict) -> None:
-    first_name, first = next(iter(idatas.items()))
-    for name, idata in idatas.items():
-        if not hasattr(idata, "observed_data") or not hasattr(first, "observed_data"):
-            continue
-        for var in set(first.observed_data.data_vars) & set(idata.observed_data.data_vars):
-            a, b = np.asarray(first.observed_data[var]), np.asarray(idata.observed_data[var])
-            if a.shape != b.shape or not np.allclose(a, b):
-                raise DataError(f"{name!r} and {first_name!r} were fit to different data (observed site {var!r}: "
-                                f"shapes {b.shape} and {a.shape}); LOO/WAIC compare models on the same data only")

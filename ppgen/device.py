@@ -24,9 +24,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise UnknownNameError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UnknownNameError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu' or 'auto'")
+            raise UnknownNameError(f"device {device!r} asked for, but CUDA is not available here; "
+                                   f"use device='cpu' or 'auto'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UnknownNameError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise UnknownNameError(f"device {device!r} asked for, but only {torch.cuda.device_count()} "
+                                   f"CUDA device(s) exist")
     elif dev.type != "cpu":
         raise UnknownNameError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return dev

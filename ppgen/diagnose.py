@@ -38,7 +38,8 @@ def flags(idata, summary=None) -> list[Flag]:
         bad = summary[summary["r_hat"] > RHAT_MAX]
         if len(bad):
             out.append(Flag("r_hat", f"{len(bad)} parameter(s) with r_hat > {RHAT_MAX} (worst {bad['r_hat'].max():.3f} "
-                                     f"at {bad['r_hat'].idxmax()})", "run longer or more warmup; reparameterize if it persists"))
+                                     f"at {bad['r_hat'].idxmax()})",
+                            "run longer or more warmup; reparameterize if it persists"))
     elif nchains < 2:
         out.append(Flag("r_hat", "one chain: r_hat cannot compare chains", "run num_chains >= 2 (4 is usual)"))
     for col in ("ess_bulk", "ess_tail"):
@@ -46,7 +47,8 @@ def flags(idata, summary=None) -> list[Flag]:
             low = summary[summary[col] < ESS_MIN]
             if len(low):
                 out.append(Flag(col, f"{len(low)} parameter(s) with {col} < {ESS_MIN} (lowest {low[col].min():.0f} at "
-                                     f"{low[col].idxmin()})", "draw more samples, or reparameterize to reduce autocorrelation"))
+                                     f"{low[col].idxmin()})",
+                                "draw more samples, or reparameterize to reduce autocorrelation"))
     stats = getattr(idata, "sample_stats", None)
     if stats is not None and "diverging" in stats:
         n_div = int(np.asarray(stats["diverging"]).sum())
@@ -66,7 +68,8 @@ def flags(idata, summary=None) -> list[Flag]:
             loo = az.loo(idata, pointwise=True)
         k = np.asarray(loo.pareto_k)
         if (k > PARETO_K_MAX).any():
-            out.append(Flag("pareto_k", f"{int((k > PARETO_K_MAX).sum())} observation(s) with Pareto k > {PARETO_K_MAX}",
+            out.append(Flag("pareto_k", f"{int((k > PARETO_K_MAX).sum())} observation(s) with Pareto k > "
+                                        f"{PARETO_K_MAX}",
                             "LOO is unreliable there: influential points; try a more robust likelihood or K-fold CV"))
     return out
 

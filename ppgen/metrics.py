@@ -27,7 +27,8 @@ def mmd2(x, y, bandwidth: float | None = None) -> torch.Tensor:
     k = torch.exp(-d2 / (2 * bandwidth**2))
     n, m = len(x), len(y)
     kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
-    return (kxx.sum() - kxx.diag().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) - 2 * kxy.mean()
+    return ((kxx.sum() - kxx.diag().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) -
+            2 * kxy.mean())
 
 
 def energy_distance(x, y) -> torch.Tensor:

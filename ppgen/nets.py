@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, final_activation: nn.Module | None = None) -> nn.Sequential:
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU,
+        final_activation: nn.Module | None = None) -> nn.Sequential:
     """``Linear -> activation -> ... -> Linear`` over ``sizes = (in, hidden..., out)``."""
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {tuple(sizes)}")
@@ -29,7 +30,8 @@ class GaussianHead(nn.Module):
     ``forward(x) -> (loc, scale)`` with shapes ``(..., out)``.
     """
 
-    def __init__(self, n_in: int, hidden: Sequence[int], out: int, activation: type[nn.Module] = nn.ReLU, min_scale: float = 1e-4):
+    def __init__(self, n_in: int, hidden: Sequence[int], out: int, activation: type[nn.Module] = nn.ReLU,
+                 min_scale: float = 1e-4):
         super().__init__()
         self.net = mlp([n_in, *hidden, 2 * out], activation)
         self.min_scale = min_scale
@@ -50,24 +52,3 @@ def import_zuko() -> None:
     import zuko.flows  # noqa: F401
 
     Distribution._validate_args, Distribution.arg_constraints = validate, arg_constraints
-
-
-_SHARED: dict[tuple, nn.Module] = {}
-
-
-def shared_network(key: tuple, build) -> nn.Module:
-    """The network a registered model program uses, built by ``build()`` once per ``key`` and reused
-    on every later call while its parameters live in Pyro's param store: like ``pyro.param``, after
-    :func:`pyro.clear_param_store` the next call builds a fresh one. (A program is called once per
-    step; rebuilding its networks there would reset them.)"""
-    net = _SHARED.get(key)
-    if net is None or not _in_param_store(net):
-        net = _SHARED[key] = build()
-    return net
-
-
-def _in_param_store(net: nn.Module) -> bool:
-    import pyro
-
-    stored = {id(p) for _, p in pyro.get_param_store().named_parameters()}
-    return any(id(p) in stored for p in net.parameters())  # a model may register only some of its parts

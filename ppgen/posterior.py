@@ -19,7 +19,7 @@ A program broadcasts over a leading draws dimension only if it is written for it
 (``locs[assignment]``), ``PyroModule`` layers and ``x[idx] @ beta`` are not. :func:`broadcasts`
 probes that once per problem, on two draws, comparing the vectorized log-likelihoods and
 deterministic sites with the draw-by-draw ones; the vectorized path is used only where they agree.
-Every evaluation sees all rows of a subsampled plate (:class:`~ppgen.full_data.FullData`).
+Every evaluation sees all rows of a subsampled plate (:class:`~ppgen.handlers.full_data.FullData`).
 """
 from __future__ import annotations
 
@@ -31,15 +31,15 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import infer_discrete
 from pyro.infer.autoguide.initialization import InitMessenger
-from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from ppgen.errors import record_failure
+from ppgen.handlers.replicate import Replicate
 from ppgen.init import init_to_unconstrained_uniform
 from ppgen.problem import Problem
 
-__all__ = ["complete", "completed", "pointwise_log_likelihood", "posterior_predictive", "prior_draws", "sites_over_draws", "guide_draws", "over_draws",
-           "broadcasts"]
+__all__ = ["complete", "completed", "pointwise_log_likelihood", "posterior_predictive", "prior_draws",
+           "sites_over_draws", "guide_draws", "over_draws", "broadcasts"]
 
 _DRAWS = "_ppgen_draws"
 VECTOR_BUDGET = 2**24  # data elements times draws evaluated at once on the vectorized path
@@ -85,7 +85,8 @@ def broadcasts(problem: Problem) -> bool:
     if "broadcasts" not in problem.cache:
         probe = _probe_draws(problem)
         names = problem.names("observed", "factor")
-        checks = [(_log_densities(problem, names), _batch_shapes(problem, names), problem.enumerated(problem.full_model))]
+        checks = [(_log_densities(problem, names), _batch_shapes(problem, names),
+                   problem.enumerated(problem.full_model))]
         if not problem.has_discrete and problem.names("deterministic"):
             deterministic = problem.names("deterministic")
             checks.append((_values(deterministic), _shapes(problem, deterministic), problem.full_model))
@@ -259,7 +260,8 @@ def _flatten(name: str, value, n: int, shape: tuple, event_dim: int, lead: int) 
         value = value.reshape((1,) * (want - value.dim()) + tuple(value.shape))
     outer = value.shape[: value.dim() - len(shape)]
     if value.dim() > want or math.prod(outer) not in (1, n):
-        raise ValueError(f"site {name!r}: a value of shape {tuple(value.shape)} does not fit {n} draw(s) of shape {shape}")
+        raise ValueError(f"site {name!r}: a value of shape {tuple(value.shape)} does not fit {n} draw(s) "
+                         f"of shape {shape}")
     return value.reshape((-1,) + tuple(value.shape[len(outer):])).expand((n,) + tuple(shape))
 
 
@@ -298,19 +300,3 @@ def _agree(a: torch.Tensor, b: torch.Tensor) -> bool:
     if not a.is_floating_point():
         return bool((a == b).all())
     return bool(torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5, equal_nan=True))
-
-
-class Replicate(Messenger):
-    """Sample the named observed sites afresh from their distribution (only those: a deterministic
-    site, also "observed" in Pyro's trace, keeps its value)."""
-
-    def __init__(self, names):
-        super().__init__()
-        self.names = set(names)
-
-    def _pyro_sample(self, msg):
-        if msg["name"] in self.names and msg["is_observed"]:
-            msg["is_observed"] = False
-            msg["infer"]["was_observed"] = True
-            msg["value"] = None
-            msg["done"] = False

@@ -18,9 +18,10 @@ from pyro.infer.autoguide.initialization import InitMessenger
 
 from ppgen import posterior
 from ppgen.errors import NotApplicableError
+from ppgen.handlers import is_plate_index
 from ppgen.init import can_sample, init_to_median
-from ppgen.models import ModelSpec
 from ppgen.problem import Problem, prepare
+from ppgen.spec import ModelSpec
 
 __all__ = ["prior_predictive", "prior_groups", "predictions"]
 
@@ -28,7 +29,8 @@ __all__ = ["prior_predictive", "prior_groups", "predictions"]
 def prior_predictive(model, data: dict | None = None, num_samples: int = 500, seed: int = 0, device="auto",
                      dtype: torch.dtype | None = None):
     """An ArviZ ``InferenceData`` with the ``prior``, ``prior_predictive`` and ``observed_data`` groups:
-    ``num_samples`` draws of every site from the prior, the observed sites replicated."""
+    ``num_samples`` draws of every site from the prior, the observed sites replicated. ``model`` is
+    anything :func:`ppgen.problem.prepare` takes (:func:`ppgen.prior_predictive` also takes names)."""
     from ppgen.arviz_bridge import to_inference_data
 
     problem = prepare(model, data, device=device, dtype=dtype)
@@ -56,7 +58,7 @@ def predictions(problem: Problem, chains: dict, data: dict, sites: list[str] | N
     The draws condition every latent site whose shape is the same on the new data (global
     parameters); the others (observed sites left out of ``data``, local latents of new rows) are
     sampled. ``sites`` picks the outputs (default: every site not conditioned)."""
-    spec = ModelSpec(problem.name, problem.program, backends=problem.backends)
+    spec = ModelSpec(problem.name, problem.program, backends=problem.backends)  # the fitted program, as it is
     new = prepare(spec, data, device=problem.device, dtype=problem.dtype, require_observed=False)
     num_chains = next(iter(chains.values())).shape[0]
     flat = {k: v.reshape((-1,) + tuple(v.shape[2:])).to(problem.device) for k, v in chains.items()}
@@ -76,4 +78,4 @@ def _improper_sites(problem: Problem) -> list[str]:
         trace = poutine.trace(InitMessenger(init_to_median)(problem.full_model)).get_trace(**problem.data)
     return [name.removesuffix("_unconstrained") if name.removesuffix("_unconstrained") in problem.dependent else name
             for name, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]
-            and type(site["fn"]).__name__ != "_Subsample" and not can_sample(getattr(site["fn"], "base", site["fn"]))]
+            and not is_plate_index(site["fn"]) and not can_sample(getattr(site["fn"], "base", site["fn"]))]

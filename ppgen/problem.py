@@ -1,7 +1,8 @@
 """A model and its data, checked against each other before any compute is spent.
 
-:func:`prepare` resolves the model (a callable, a registered name, or ``"path/file.py:function"``),
-moves the data to the device once, and runs the program once under a prior trace with Pyro's
+:func:`prepare` takes the model as :func:`ppgen.spec.spec_of` does (a callable, an object with
+``model``/``guide``, a factory's spec, or ``"path/file.py:function"``), moves the data to the device once,
+and runs the program once under a prior trace with Pyro's
 argument validation on. That trace tells every engine what it needs (latent, discrete, observed and
 deterministic sites, their shapes and plates, ``max_plate_nesting``) and is where bad data is caught:
 a missing or unexpected key, a NaN, a value outside a site's support or a shape that does not match
@@ -9,8 +10,6 @@ the plates raises one :class:`~ppgen.errors.DataError` naming the site, the expe
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -24,17 +23,18 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import config_enumerate
 from pyro.infer.autoguide.initialization import InitMessenger
-from pyro.poutine.messenger import Messenger
 from pyro.util import check_site_shape
 
 from ppgen.device import placement, resolve_device
-from ppgen.errors import DataError, UnknownNameError
-from ppgen.full_data import FullData
+from ppgen.errors import DataError
+from ppgen.handlers import is_plate_index
+from ppgen.handlers.dependent_support import TRANSFORMED, DependentSupport, dependent_sites
+from ppgen.handlers.full_data import FullData
+from ppgen.handlers.site_tracker import SiteTracker
 from ppgen.init import init_to_median, init_to_unconstrained_uniform
-from ppgen.models import ModelSpec
-from ppgen.support import TRANSFORMED, DependentSupport, dependent_sites
+from ppgen.spec import check_keys, signature, spec_of
 
-__all__ = ["Problem", "RunConfig", "SiteInfo", "prepare", "resolve_model"]
+__all__ = ["Problem", "RunConfig", "SiteInfo", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Problem:
 
     ``program`` is the user's program as written; ``model`` is what Pyro's engines run: the program
     with each site whose support depends on another latent sampled on its unconstrained space
-    (:class:`~ppgen.support.DependentSupport`, names in ``dependent``). ``full_model`` and
+    (:class:`~ppgen.handlers.dependent_support.DependentSupport`, names in ``dependent``). ``full_model`` and
     ``full_program`` see every row of a subsampled plate (``subsampled``): MCMC and every post-fit
     step use them, SVI fits the minibatches.
     """
@@ -99,6 +99,7 @@ class Problem:
     dependent: tuple[str, ...] = ()
     subsampled: bool = False
     cache: dict = field(default_factory=dict, repr=False)  # what posterior.py probes once per problem
+    instance: Any = None  # the object a registered factory built (its networks hold the trained weights)
 
     def __post_init__(self):
         if self.program is None:
@@ -139,52 +140,6 @@ class Problem:
         return placement(self.device, self.dtype)
 
 
-def resolve_model(model) -> ModelSpec:
-    """The :class:`~ppgen.models.ModelSpec` of a callable, a registered name or ``"path/to/file.py:function"``
-    (a spec already resolved is returned as it is)."""
-    from ppgen import models
-
-    if isinstance(model, ModelSpec):
-        return model
-    if callable(getattr(model, "model", None)):  # an object with model/guide methods (Pyro's examples/vae)
-        guide = getattr(model, "guide", None)
-        return ModelSpec(type(model).__name__, model.model, guide=guide if callable(guide) else None,
-                         backends=_backends_of(model.model))
-    if callable(model):  # a function, or a PyroModule whose forward is the model
-        name = getattr(model, "__name__", None) or type(model).__name__
-        return ModelSpec(name, model, backends=_backends_of(model))
-    if not isinstance(model, str):
-        raise UnknownNameError(f"model must be a Pyro program, a registered name or 'file.py:function', got {type(model).__name__}")
-    if ":" in model and model.split(":")[0].endswith(".py"):
-        return _load_user_model(model)
-    return models.get(model)
-
-
-def _load_user_model(target: str) -> ModelSpec:
-    path, _, fn_name = target.rpartition(":")
-    if not Path(path).exists():
-        raise UnknownNameError(f"model file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    program = getattr(module, fn_name, None)
-    if not (callable(program) or callable(getattr(program, "model", None))):
-        raise UnknownNameError(f"{path!r} has no function {fn_name!r} (nor an object with a model method)")
-    data = getattr(module, "data", None)  # bundled data: a dict, or a function returning one
-    found = resolve_model(program)
-    guide = getattr(module, "guide", None) if found.guide is None else found.guide
-    return dataclasses.replace(found, name=fn_name, data=data if data is None or callable(data) else lambda: data,
-                               guide=guide if callable(guide) else None)
-
-
-def _backends_of(program: Callable) -> tuple[str, ...]:
-    """A program whose ``pyro`` is ``pyroapi``'s dispatching module runs on both backends."""
-    from pyroapi.dispatch import GenericModule
-
-    namespace = getattr(inspect.unwrap(program), "__globals__", {})
-    return ("pyro", "numpyro") if isinstance(namespace.get("pyro"), GenericModule) else ("pyro",)
-
-
 def to_tensors(data: dict, device: torch.device, dtype: torch.dtype) -> dict:
     """Arrays, lists and tensors to tensors on ``device`` (floats in ``dtype`` unless already torch
     tensors); Python scalars and ``None`` pass through unchanged."""
@@ -211,25 +166,6 @@ def to_tensors(data: dict, device: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
-def _signature(program: Callable) -> inspect.Signature:
-    """The signature a program is called with (a module's ``forward``)."""
-    return inspect.signature(program.forward if isinstance(program, torch.nn.Module) else program)
-
-
-def _check_keys(name: str, model: Callable, data: dict) -> None:
-    params = _signature(model).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [p for p in params if params[p].kind in (params[p].POSITIONAL_OR_KEYWORD, params[p].KEYWORD_ONLY)]
-    extra = [k for k in data if k not in accepted]
-    if extra:
-        raise DataError(f"data key(s) {', '.join(map(repr, extra))} are not arguments of model {name!r}; "
-                        f"it takes: {', '.join(accepted)}")
-    missing = [p for p in accepted if params[p].default is inspect.Parameter.empty and p not in data]
-    if missing:
-        raise DataError(f"model {name!r} needs data key(s) {', '.join(map(repr, missing))}; got: {', '.join(data) or 'nothing'}")
-
-
 def _check_finite(data: dict) -> None:
     for key, value in data.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point():
@@ -238,15 +174,6 @@ def _check_finite(data: dict) -> None:
                 idx = tuple(int(i) for i in bad.nonzero()[0])
                 raise DataError(f"data[{key!r}] has {int(bad.sum())} NaN/inf value(s), the first at index {idx}; "
                                 f"drop or impute them before fitting")
-
-
-class _SiteTracker(Messenger):
-    """Remembers the last sample site reached, so an error inside a model can be placed."""
-
-    last: str | None = None
-
-    def _pyro_sample(self, msg):
-        self.last = msg["name"]
 
 
 _MODEL_ERRORS = (ValueError, RuntimeError, IndexError, TypeError, AssertionError, AttributeError, KeyError)
@@ -258,7 +185,7 @@ def _failure(name: str, where: str, e: Exception) -> DataError:
 
 
 def _trace(name: str, model: Callable, data: dict) -> poutine.Trace:
-    tracker = _SiteTracker()
+    tracker = SiteTracker()
     try:
         with pyro.validation_enabled(True), poutine.block(), tracker:
             return poutine.trace(model).get_trace(**data)
@@ -287,7 +214,8 @@ def _site_kind(site) -> str:
 def _check_observed(name: str, site) -> None:
     value, fn = site["value"], site["fn"]
     if not isinstance(value, torch.Tensor):
-        raise DataError(f"observed site {site['name']!r} of model {name!r} must be an array, got {type(value).__name__}")
+        raise DataError(f"observed site {site['name']!r} of model {name!r} must be an array, "
+                        f"got {type(value).__name__}")
     if value.is_floating_point() and not torch.isfinite(value).all():
         raise _NoFit(f"observed site {site['name']!r} of model {name!r} has NaN/inf values")
     expected = tuple(fn.batch_shape + fn.event_shape)
@@ -308,7 +236,7 @@ def _describe(tr: poutine.Trace) -> tuple[dict[str, SiteInfo], int]:
     for site in tr.nodes.values():
         if site["type"] != "sample" or site["name"].startswith("_"):
             continue
-        if type(site["fn"]).__name__ == "_Subsample":
+        if is_plate_index(site["fn"]):
             continue
         plates = tuple((f.name, f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized)
         dims += [f.dim for f in site["cond_indep_stack"] if f.vectorized]
@@ -328,10 +256,12 @@ def _plates_cover(shape: tuple, plates: tuple) -> bool:
 
 def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None = None,
             require_observed: bool = True) -> Problem:
-    """Resolve ``model``, move ``data`` to ``device`` and validate them together (see module doc).
-    ``require_observed=False`` accepts data that observes nothing (inputs to predict at)."""
-    spec = resolve_model(model)
-    name, program, backends = spec.name, spec.model, spec.backends
+    """Move ``data`` to ``device`` and validate it with ``model`` (see module doc): a
+    :class:`~ppgen.spec.ModelSpec` or anything :func:`~ppgen.spec.spec_of` takes (registered names are
+    resolved by :func:`ppgen.prepare`). ``require_observed=False`` accepts data that observes nothing
+    (inputs to predict at)."""
+    spec = spec_of(model)
+    name, backends = spec.name, spec.backends
     if data is None:
         if spec.data is None:
             raise DataError(f"model {name!r} has no bundled data: pass data=... (a dict of name -> array)")
@@ -339,28 +269,33 @@ def prepare(model, data: dict | None, device="auto", dtype: torch.dtype | None =
     dev = resolve_device(device)
     dtype = dtype or torch.get_default_dtype()
     tensors = to_tensors(data, dev, dtype)
-    _check_keys(name, program, tensors)
     _check_finite(tensors)
+    with placement(dev, dtype):
+        built = spec.build(tensors)
+    program, tensors = built.program, built.data
+    check_keys(name, signature(program).parameters, tensors)
     with placement(dev, dtype):
         full = FullData()
         tr = _valid_trace(name, full(program), tensors)
         latent = [n for n, s in tr.nodes.items() if s["type"] == "sample" and not s["is_observed"]
-                  and type(s["fn"]).__name__ != "_Subsample" and not s["fn"].support.is_discrete]
-        dependent = tuple(dependent_sites(tr, _valid_trace(name, full(program), tensors, first=1), latent)) if latent else ()
+                  and not is_plate_index(s["fn"]) and not s["fn"].support.is_discrete]
+        dependent = (tuple(dependent_sites(tr, _valid_trace(name, full(program), tensors, first=1), latent))
+                     if latent else ())
         model = DependentSupport(dependent)(program) if dependent else program
         if dependent:
             tr = _valid_trace(name, FullData()(model), tensors)
     sites, max_plate_nesting = _describe(tr)
-    observed = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.get(s["name"]) and sites[s["name"]].kind == "observed"]
+    observed = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.get(s["name"])
+                and sites[s["name"]].kind == "observed"]
     if require_observed and not observed and not any(s.kind == "factor" for s in sites.values()):
-        params = _signature(program).parameters
+        params = signature(program).parameters
         unused = [p for p in params if p not in tensors and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
         hint = f"; arguments not given: {', '.join(unused)}" if unused else ""
         raise DataError(f"model {name!r} observes nothing with the data given ({', '.join(tensors) or 'none'}){hint}: "
                         f"without observed data the posterior is the prior")
     return Problem(name, model, tensors, dev, dtype, backends, sites, max_plate_nesting,
-                   {site["name"]: site["value"] for site in observed}, spec.guide, program=program,
-                   dependent=dependent, subsampled=bool(full.subsampled))
+                   {site["name"]: site["value"] for site in observed}, built.guide, program=program,
+                   dependent=dependent, subsampled=bool(full.subsampled), instance=built.instance)
 
 
 ATTEMPTS = 10  # initial values tried before data that fits no value of the latents is refused

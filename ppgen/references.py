@@ -21,16 +21,21 @@ From the best source to the weakest:
 from __future__ import annotations
 
 import json
+import math
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ppgen.errors import DataError
+from ppgen import inference
+from ppgen.api import fit as run_fit
+from ppgen.errors import DataError, UnknownNameError
 
-__all__ = ["Reference", "exact", "gaussian", "linear_gaussian", "from_draws_file", "from_summary", "from_summary_file",
-           "from_draws", "from_fit", "exact_moments", "scalar_names", "flatten", "canonical"]
+__all__ = ["Reference", "resolve", "from_runs", "coerce", "exact", "gaussian", "linear_gaussian", "from_draws_file",
+           "from_summary", "from_summary_file", "from_draws", "from_fit", "exact_moments", "scalar_names", "flatten",
+           "canonical"]
 
 
 @dataclass
@@ -177,9 +182,7 @@ def exact_moments(fit) -> dict[str, tuple[float, float]]:
 def exact(model, data: dict | None = None, num_samples: int = 2000, seed: int = 0, **fit_kwargs) -> Reference:
     """Exact enumeration (``method="enum"``): raises :class:`~ppgen.NotApplicableError` when the model
     has continuous latents. Deterministic sites get their moments from ``num_samples`` exact draws."""
-    import ppgen
-
-    fit = ppgen.fit(model, data, method="enum", num_samples=num_samples, seed=seed, progress=False, **fit_kwargs)
+    fit = run_fit(model, data, method="enum", num_samples=num_samples, seed=seed, progress=False, **fit_kwargs)
     ref = from_fit(fit, source="exact enumeration")
     ref.kind, ref.method, ref.log_evidence = "exact", None, fit.log_evidence
     return ref
@@ -215,3 +218,70 @@ def linear_gaussian(y, A, noise_cov, prior_mean, prior_cov, site: str) -> Refere
     log_evidence = -0.5 * (resid @ np.linalg.solve(big_cov, resid) + logdet + n * dy * np.log(2 * np.pi))
     return gaussian(m.reshape(m0.shape), S, site, log_evidence=float(log_evidence),
                     source="closed form (linear-Gaussian conjugate)")
+
+
+# ------------------------------------------------------------------------ resolution for compare
+def resolve(spec, problem, model_spec, labels: list[str], device, dtype) -> Reference | str | None:
+    """The reference :func:`ppgen.compare` measures against: a :class:`Reference`, or the label of the
+    run (or ``"longest"``) that will serve as one (:func:`from_runs` then picks it)."""
+    from ppgen.results import Fit
+
+    if spec is None or (isinstance(spec, str) and spec == "auto"):
+        if model_spec.reference is not None:
+            return coerce(model_spec.reference(), f"the reference registered with model {problem.name!r}")
+        if not problem.names("latent") and problem.has_discrete:
+            return exact(problem.model, problem.data, device=device, dtype=dtype)
+        return "longest"
+    if isinstance(spec, (Reference, Fit, dict)) or callable(spec):
+        return coerce(spec() if callable(spec) else spec, "the given reference")
+    if isinstance(spec, str) and spec in labels + ["longest"]:
+        return spec
+    if spec in ("exact", "enum"):
+        return exact(problem.model, problem.data, device=device, dtype=dtype)
+    if spec == "model":
+        if model_spec.reference is None:
+            raise UnknownNameError(f"model {problem.name!r} has no registered reference; choose another reference")
+        return coerce(model_spec.reference(), f"the reference registered with model {problem.name!r}")
+    path = Path(spec)
+    if path.suffix == ".zip" and path.exists():
+        return from_draws_file(path)
+    if path.suffix == ".json" and path.exists():
+        return from_summary_file(path)
+    raise UnknownNameError(f"unknown reference {spec!r}: use 'auto', 'exact', 'model', 'longest', a run label "
+                           f"({', '.join(labels)}), a *.draws.json.zip or summary .json file that exists, a dict, "
+                           f"a Reference or a Fit")
+
+
+def coerce(obj, source: str) -> Reference:
+    """A Reference from a Reference, a Fit, a summary dict or a draws dict."""
+    from ppgen.results import Fit
+
+    if isinstance(obj, Reference):
+        return obj
+    if isinstance(obj, Fit):
+        return from_fit(obj)
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        return from_summary(obj, source=source)
+    if isinstance(obj, dict) and obj:
+        return from_draws(obj, source=source)
+    raise DataError(f"cannot use {type(obj).__name__} as a reference posterior: give a Reference, a Fit, "
+                    f"{{param: {{'mean': m, 'sd': s}}}} or {{param: draws}}")
+
+
+def from_runs(which: str, fits: dict, runs: list) -> Reference | None:
+    """The run ``which`` (or the longest MCMC run among ``runs``) as the reference."""
+    if which != "longest":
+        if which not in fits or not fits[which].chains:
+            warnings.warn(f"reference run {which!r} gave no draws; the comparison has no reference")
+            return None
+        ref = from_fit(fits[which], source=f"the {which} run")
+        ref.method = which
+        return ref
+    mcmc = [r.label for r in runs
+            if r.label in fits and fits[r.label].chains and inference.get(r.method).family == "mcmc"]
+    if not mcmc:
+        return None
+    longest = max(mcmc, key=lambda label: math.prod(next(iter(fits[label].chains.values())).shape[:2]))
+    ref = from_fit(fits[longest], source=f"the longest MCMC run ({longest}); nothing better was known")
+    ref.method = longest
+    return ref

@@ -42,4 +42,5 @@ class Registry(Generic[T]):
         try:
             return self.entries[name]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; {self.kind}s: {', '.join(sorted(self.entries))}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; "
+                                   f"{self.kind}s: {', '.join(sorted(self.entries))}") from None

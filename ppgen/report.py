@@ -145,8 +145,8 @@ def errors(table: Comparison, path: Path) -> Path | None:
         rows = detail[detail["run"] == run]
         offset = (k - (len(runs) - 1) / 2) * 0.12
         for ax, col in zip(axes, ("mean_err", "sd_err")):
-            ax.scatter(rows[col], [y[p] + offset for p in rows["param"]], s=14, color=f"C{list(table.index).index(run)}",
-                       label=run)
+            ax.scatter(rows[col], [y[p] + offset for p in rows["param"]], s=14,
+                       color=f"C{list(table.index).index(run)}", label=run)
     for ax, title in zip(axes, ("(mean - ref mean) / ref sd", "sd / ref sd - 1")):
         ax.axvline(0, color="0.3", lw=0.8)
         ax.set_title(title, fontsize=9)
@@ -251,7 +251,8 @@ def write(table: Comparison, folder: str | Path, title: str | None = None, flags
                 "(MCMC and exact runs).", ess(table, folder / "ess.png")),
                ("Loss curves", "Optimization runs: loss per step, with a running mean.",
                 losses(table, folder / "losses.png"))]
-    figures += [("Rank plots", "Ranks of each chain's draws among all chains: flat histograms mean the chains agree.", p)
+    figures += [("Rank plots", "Ranks of each chain's draws among all chains: flat histograms mean the chains "
+                 "agree.", p)
                 for p in ranks(table, folder)]
     found = _flags(table) if flags else {}
     page = _html(table, title or f"ppgen compare: {table.model_name}", [f for f in figures if f[2] is not None], found)
@@ -287,7 +288,8 @@ def _html(table: Comparison, title: str, figures: list, found: dict) -> str:
     if ref is not None:
         evidence = f"; exact log p(data) = {ref.log_evidence:.4f}" if ref.log_evidence is not None else ""
         parts.append(f"<p>Reference posterior: <b>{esc(ref.source)}</b>{esc(evidence)}. Errors are in reference sd "
-                     f"units: <code>mean_err = (mean - ref mean) / ref sd</code>, <code>sd_err = sd / ref sd - 1</code> "
+                     f"units: <code>mean_err = (mean - ref mean) / ref sd</code>, "
+                     f"<code>sd_err = sd / ref sd - 1</code> "
                      f"(max and mean of their absolute values over parameters).</p>")
     else:
         parts.append("<p>No reference posterior was available: the error columns are empty.</p>")

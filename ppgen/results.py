@@ -35,7 +35,14 @@ class Fit:
     :ivar params: learned Pyro params (optimization methods).
     :ivar extras: method-specific results (e.g. ``marginals`` and ``map`` for ``enum``).
     :ivar errors: post-fit steps that failed, ``{step: message}`` (the draws are kept whatever fails).
-    :ivar groups: extra ArviZ groups (``prior``, ``prior_predictive``, ``predictions``), ``{group: {site: (chain, draw, ...)}}``.
+    :ivar groups: extra ArviZ groups (``prior``, ``prior_predictive``, ``predictions``),
+        ``{group: {site: (chain, draw, ...)}}``.
+
+    Example:
+        >>> import ppgen
+        >>> fit = ppgen.fit("eight_schools", method="map", steps=200, num_samples=1, progress=False)
+        >>> fit.method, sorted(fit.samples)[:3], tuple(fit.samples["theta"].shape)
+        ('map', ['mu', 'tau', 'theta'], (1, 8))
     """
 
     method: str
@@ -209,7 +216,8 @@ def load(folder: str | Path) -> Fit:
             idata = az.from_netcdf(str(folder / "posterior.nc"))
             chains = {k: torch.as_tensor(np.asarray(v.values)) for k, v in idata.posterior.data_vars.items()}
         except Exception as e:  # netCDF/HDF5 readers raise many types for a damaged file
-            raise RunFolderError(f"{str(folder / 'posterior.nc')!r} is truncated or not a netCDF posterior ({e})") from None
+            raise RunFolderError(f"{str(folder / 'posterior.nc')!r} is truncated or not a netCDF posterior "
+                                 f"({e})") from None
     elif (folder / "draws.pt").exists():  # the draws of a fit whose ArviZ conversion failed
         chains = read_torch(folder / "draws.pt", "a file of posterior draws")
     losses, params = None, None
@@ -218,8 +226,9 @@ def load(folder: str | Path) -> Fit:
     if (folder / "params.pt").exists():
         params = read_torch(folder / "params.pt", "a file of learned params")
     return Fit(method=metrics["method"], model_name=metrics["model"], chains=chains, seconds=metrics["seconds"],
-               losses=losses, params=params, log_evidence=metrics.get("log_evidence"), diagnostics=metrics.get("diagnostics", {}),
-               config=config, errors=metrics.get("errors", {}), _idata=idata)
+               losses=losses, params=params, log_evidence=metrics.get("log_evidence"),
+               diagnostics=metrics.get("diagnostics", {}), config=config, errors=metrics.get("errors", {}),
+               _idata=idata)
 
 
 def versions() -> dict:

@@ -10,8 +10,6 @@ from ppgen.errors import DataError, UnknownNameError
 from ppgen.models.autoencoder import PCA, Autoencoder
 
 
-
-
 @pytest.fixture(scope="module")
 def digits():
     split = load_digits(binarize=False)

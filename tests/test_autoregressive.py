@@ -9,8 +9,7 @@ from pyro.infer import Trace_ELBO
 
 import ppgen
 from ppgen.errors import ConfigError, DataError
-from ppgen.models.autoregressive import (FVSBN, MADE, NADE, PARAMETER_FORMULAS, Independent, MarkovChain,
-                                         TabularChain)
+from ppgen.models.autoregressive import FVSBN, MADE, NADE, PARAMETER_FORMULAS, Independent, MarkovChain, TabularChain
 
 BUILDERS = {
     "Independent": lambda n: Independent(n),

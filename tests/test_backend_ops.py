@@ -15,7 +15,7 @@ X = R.normal(size=(3, 4)).astype(np.float32)
 Y = R.normal(size=(3, 4)).astype(np.float32)
 P = (np.abs(X) + 0.5).astype(np.float32)
 V = np.array([3.0, 1.0, 2.0, 4.0, 2.0], dtype=np.float32)
-I = np.array([[1, 2, 3, 1], [5, 0, 7, 0], [1, 1, 2, 3]])
+I = np.array([[1, 2, 3, 1], [5, 0, 7, 0], [1, 1, 2, 3]])  # noqa: E741  (integers, beside X, Y, P, V)
 A3 = R.normal(size=(2, 3, 4)).astype(np.float32)
 SPD = (X[:, :3].T @ X[:, :3] + np.eye(3)).astype(np.float32)
 

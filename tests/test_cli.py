@@ -41,7 +41,8 @@ def test_run_folder_loads_back(run_folder):
     assert fit.get_samples(group_by_chain=True)["theta"].shape == (2, 200, 8)
     summary = fit.summary()
     assert summary.loc["mu", "r_hat"] < 1.1
-    np.testing.assert_allclose(fit.samples["theta"].mean(0).numpy(), summary.loc[[f"theta[{i}]" for i in range(8)], "mean"],
+    np.testing.assert_allclose(fit.samples["theta"].mean(0).numpy(),
+                               summary.loc[[f"theta[{i}]" for i in range(8)], "mean"],
                                atol=2e-3)
 
 

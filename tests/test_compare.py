@@ -85,8 +85,9 @@ def test_mcmc_recovers_the_closed_form(conjugate):
     for run in ("nuts", "numpyro-nuts"):
         rows = table.detail[table.detail["run"] == run].set_index("param")
         for param, row in rows.iterrows():
-            assert abs(row["mean_err"]) < 4.5 / math.sqrt(row["ess_bulk"]), (run, param, row["mean_err"], row["ess_bulk"])
-            assert abs(row["sd_err"]) < 4.5 / math.sqrt(2 * row["ess_tail"]), (run, param, row["sd_err"], row["ess_tail"])
+            where = (run, param, row["mean_err"], row["sd_err"], row["ess_bulk"], row["ess_tail"])
+            assert abs(row["mean_err"]) < 4.5 / math.sqrt(row["ess_bulk"]), where
+            assert abs(row["sd_err"]) < 4.5 / math.sqrt(2 * row["ess_tail"]), where
 
 
 def test_mean_field_svi_under_disperses_as_predicted(conjugate):

@@ -13,11 +13,25 @@ import ppgen
 from ppgen.data import toy2d
 from ppgen.device import placement
 from ppgen.errors import DataError, NotApplicableError, UnknownNameError
-from ppgen.inference.diffusion_elbo import (DiffusionELBO, bits_per_dim, elbo_estimate, elbo_per_point,
-                                            heldout_elbo, trace_elbo)
+from ppgen.inference.diffusion_elbo import (
+    DiffusionELBO,
+    bits_per_dim,
+    elbo_estimate,
+    elbo_per_point,
+    heldout_elbo,
+    trace_elbo,
+)
 from ppgen.inference.svi import train
-from ppgen.models.diffusion import (AffineEps, Diffusion, HierarchicalVAE, NoiseSchedule, affine_chain_marginal,
-                                    cosine_schedule, linear_schedule, make_schedule)
+from ppgen.models.diffusion import (
+    AffineEps,
+    Diffusion,
+    HierarchicalVAE,
+    NoiseSchedule,
+    affine_chain_marginal,
+    cosine_schedule,
+    linear_schedule,
+    make_schedule,
+)
 
 DATA_MEAN, DATA_SD = 0.7, 0.5
 
@@ -221,7 +235,7 @@ def test_registered_model_fits_through_its_own_guide():
     data["batch_size"] = 32
     for elbo in ("diffusion", "trace"):
         pyro.clear_param_store()
-        fit = ppgen.fit("diffusion_2d", data, method="svi", guide=spec.model.guide, steps=3, num_samples=0,
+        fit = ppgen.fit("diffusion_2d", data, method="svi", steps=3, num_samples=0,
                         elbo=elbo, device="cpu", progress=False)
         assert len(fit.losses) == 3 and all(math.isfinite(v) for v in fit.losses)
 

@@ -22,6 +22,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta
 
 import ppgen
+from ppgen import handlers
 from ppgen.data import stream
 from ppgen.errors import ConfigError
 from ppgen.inference.distributed import DataParallel
@@ -51,7 +52,8 @@ def random_effects(x, y):
 
 def minibatch_regression(x, y, batch_size=BATCH):
     """:func:`regression` on ``batch_size`` rows per step, read from wherever ``x`` and ``y`` live."""
-    w = pyro.sample("w", dist.Normal(torch.zeros((), dtype=x.dtype, device=x.device), 1.0).expand([x.shape[1]]).to_event(1))
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    w = pyro.sample("w", dist.Normal(zero, 1.0).expand([x.shape[1]]).to_event(1))
     with pyro.plate("data", len(x), subsample_size=batch_size) as idx:
         pyro.sample("y", dist.Normal((x[idx] * w).sum(-1), NOISE), obs=y[idx])
 
@@ -59,7 +61,8 @@ def minibatch_regression(x, y, batch_size=BATCH):
 def make_data(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(N, D, generator=g, dtype=torch.float64)
-    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.3 + NOISE * torch.randn(N, generator=g, dtype=torch.float64)
+    noise = NOISE * torch.randn(N, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.3 + noise
     return x, y
 
 
@@ -82,7 +85,7 @@ def fit_minibatch(x, y, parallel=None):
     process's rows under ``parallel``); returns the losses."""
     model = minibatch_regression
     if parallel is None:
-        feed = stream.epochs("data")
+        feed = handlers.epochs("data")
         model, guide = feed(model), feed(AutoDelta(model))
         return train(model, guide, {"x": x, "y": y}, steps=STREAM_STEPS, lr=0.05, seed=0, progress=False)
     model = parallel.shard(model)
@@ -128,7 +131,8 @@ def run_workers(out: Path, data: Path, device: str = "cpu") -> list:
     write_memmaps(data)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu", "PYTHONWARNINGS": "ignore",
            "PPGEN_TEST_DEVICE": device}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(out), str(data)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
+           str(out), str(data)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(out / "results.pt", weights_only=False)
@@ -257,7 +261,7 @@ def test_memmap_rows_feed_training_exactly_like_the_tensor(tmp_path):
 
 
 def test_epochs_visit_every_row_once_per_epoch_in_sorted_batches():
-    feed = stream.epochs("data")
+    feed = handlers.epochs("data")
 
     def model():
         with pyro.plate("data", 10, subsample_size=5) as idx:

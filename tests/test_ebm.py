@@ -14,12 +14,20 @@ from torch import nn
 from ppgen.data.toy2d import sample as toy_sample
 from ppgen.errors import DataError, NotApplicableError, NumericalError
 from ppgen.inference.ais import ais
-from ppgen.inference.ebm_training import (DenoisingScoreMatching, LangevinML, NoiseContrastiveEstimation,
-                                          fit_energy)
+from ppgen.inference.ebm_training import DenoisingScoreMatching, LangevinML, NoiseContrastiveEstimation, fit_energy
 from ppgen.inference.samplers import langevin, mala, metropolis, nuts
-from ppgen.models.ebm import (EnergyNet, IsingDenoiser, MixtureOfExperts, ProductOfExperts, ebm_2d, energy_program,
-                              grid, log_partition_enumerate, log_partition_grid, program_log_density)
-
+from ppgen.models.ebm import (
+    EnergyNet,
+    IsingDenoiser,
+    MixtureOfExperts,
+    ProductOfExperts,
+    ebm_2d,
+    energy_program,
+    grid,
+    log_partition_enumerate,
+    log_partition_grid,
+    program_log_density,
+)
 
 MU, SD = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0])
 
@@ -151,7 +159,8 @@ def test_product_of_experts_is_and_mixture_is_or():
 def test_product_of_two_gaussians_has_the_closed_form_normalizer():
     a, b = dist.Normal(torch.tensor([-1.0]), 0.8).to_event(1), dist.Normal(torch.tensor([2.0]), 1.5).to_event(1)
     poe = ProductOfExperts(a, b)
-    log_z = log_partition_grid(poe.energy, -15.0, 15.0, 3000)  # int N(x; m1, s1) N(x; m2, s2) dx = N(m1; m2, s1^2 + s2^2)
+    # int N(x; m1, s1) N(x; m2, s2) dx = N(m1; m2, s1^2 + s2^2)
+    log_z = log_partition_grid(poe.energy, -15.0, 15.0, 3000)
     assert abs(log_z.item() - dist.Normal(2.0, math.sqrt(0.8**2 + 1.5**2)).log_prob(torch.tensor(-1.0)).item()) < 1e-4
 
 
@@ -163,7 +172,8 @@ def test_pyro_programs_and_flows_are_experts():
             pyro.sample("x", dist.Normal(torch.tensor([-1.0, 2.0])[k], 1.0), obs=x[:, 0])
 
     x = torch.linspace(-3, 4, 6)[:, None]
-    expected = torch.logsumexp(dist.Normal(torch.tensor([-1.0, 2.0]), 1.0).log_prob(x) + torch.tensor([0.2, 0.8]).log(), -1)
+    components = dist.Normal(torch.tensor([-1.0, 2.0]), 1.0).log_prob(x)
+    expected = torch.logsumexp(components + torch.tensor([0.2, 0.8]).log(), -1)
     assert torch.allclose(program_log_density(mixture)(x), expected, atol=1e-5)
 
     def latent_gaussian(x):

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from pyroapi import distributions as dist
 from pyroapi import pyro
 
@@ -118,7 +117,8 @@ def test_enum_fit_goes_through_the_arviz_bridge():
 def test_discrete_latents_are_enumerated_out_for_nuts():
     """GMM with free parameters by NUTS: assignments z are summed out in sampling, then drawn from
     their exact conditional; the pointwise log-likelihood marginalizes z."""
-    x = np.concatenate([np.random.default_rng(1).normal(-2, 0.4, (8, 1)), np.random.default_rng(2).normal(2, 0.4, (8, 1))])
+    x = np.concatenate([np.random.default_rng(1).normal(-2, 0.4, (8, 1)),
+                        np.random.default_rng(2).normal(2, 0.4, (8, 1))])
     fit = ppgen.fit(gmm, {"x": x, "K": 2}, method="nuts", num_samples=40, num_warmup=40, progress=False, jit=True)
     assert fit.samples["z"].shape == (40, 16)
     z = fit.samples["z"]

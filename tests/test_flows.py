@@ -90,11 +90,13 @@ def test_change_of_variables_examples_of_the_lecture():
     assert torch.allclose(exp.log_prob(x).exp(), 1 / (2 * x))
     # linear A: p_X(x) = p_Z(A^-1 x) / |det A|, i.e. N(0, A A^T)
     A = torch.tensor([[2.0, 0.5], [-1.0, 1.5]], dtype=torch.float64)
-    linear = dist.TransformedDistribution(dist.Normal(torch.zeros(2, dtype=A.dtype), 1.0).to_event(1), LinearTransform(A))
+    base = dist.Normal(torch.zeros(2, dtype=A.dtype), 1.0).to_event(1)
+    linear = dist.TransformedDistribution(base, LinearTransform(A))
     x = torch.tensor([[0.3, -2.0], [1.0, 1.0]], dtype=A.dtype)
     direct = dist.Normal(0.0, 1.0).log_prob(torch.linalg.solve(A, x.T).T).sum(-1) - torch.linalg.det(A).abs().log()
     assert torch.allclose(linear.log_prob(x), direct)
-    assert torch.allclose(linear.log_prob(x), dist.MultivariateNormal(torch.zeros(2, dtype=A.dtype), A @ A.T).log_prob(x))
+    gaussian = dist.MultivariateNormal(torch.zeros(2, dtype=A.dtype), A @ A.T)
+    assert torch.allclose(linear.log_prob(x), gaussian.log_prob(x))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -253,7 +255,8 @@ def test_flows_and_autoregressive_models_run_on_the_gpu():
     from ppgen.models.autoregressive import MADE
 
     device = torch.device("cuda")
-    for net, x in [(Flow(2, "spline", hidden=(16,)).to(device), torch.as_tensor(toy2d.sample("moons", 256), device=device)),
+    moons = torch.as_tensor(toy2d.sample("moons", 256), device=device)
+    for net, x in [(Flow(2, "spline", hidden=(16,)).to(device), moons),
                    (MADE(8, (32,), num_masks=2).to(device), torch.bernoulli(torch.full((256, 8), 0.5, device=device)))]:
         assert len(net.fit(x, steps=3, batch_size=64).losses_) == 3
         assert net.log_prob(x).device.type == "cuda" and net.sample(5).device.type == "cuda"

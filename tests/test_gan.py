@@ -14,10 +14,15 @@ from torch import nn
 from ppgen.data import toy2d
 from ppgen.errors import DataError, UnknownNameError
 from ppgen.metrics import mmd2
-from ppgen.models.gan import (GAN, discriminator_loss, gan_value, generator_loss, js_divergence, kl_divergence,
-                              optimal_discriminator)
-
-
+from ppgen.models.gan import (
+    GAN,
+    discriminator_loss,
+    gan_value,
+    generator_loss,
+    js_divergence,
+    kl_divergence,
+    optimal_discriminator,
+)
 
 normal = torch.distributions.Normal
 

@@ -29,7 +29,8 @@ def assert_on_device(fit, dtype=None):
             assert dtype is None or value.dtype == dtype, f"draws of {site!r} are {value.dtype}"
     for name, value in (fit.params or {}).items():
         assert value.device.type == DEVICE.type, f"param {name!r} is on {value.device}"
-        assert dtype is None or not value.is_floating_point() or value.dtype == dtype, f"param {name!r} is {value.dtype}"
+        assert dtype is None or not value.is_floating_point() or value.dtype == dtype, \
+            f"param {name!r} is {value.dtype}"
     assert all(np.isfinite(fit.losses or [0.0]))
 
 

@@ -134,3 +134,19 @@ def test_bad_input_is_named():
     hmm = HMM([0.5, 0.5], [[0.9, 0.1], [0.5, 0.5]], emission=[[0.5, 0.5], [0.5, 0.5]])
     with pytest.raises(DataError, match="symbol 2; the emissions take 0..1"):
         hmm.log_evidence([0, 1, 2])
+
+
+def test_forward_backward_works_once_jax_is_imported():
+    """NumPyro imports JAX; funsor then checks every value for a jitted JAX function, which failed
+    until its JAX backend had been loaded (a numpyro-nuts fit, then HMM.marginals, crashed)."""
+    import subprocess
+    import sys
+
+    script = ("import jax, torch, ppgen\n"
+              "from ppgen.models.hmm import HMM\n"
+              "hmm = HMM(torch.tensor([0.5, 0.5]), torch.tensor([[0.9, 0.1], [0.1, 0.9]]),\n"
+              "          emission=torch.tensor([[0.8, 0.2], [0.2, 0.8]]))\n"
+              "print(float(hmm.marginals(torch.tensor([0, 0, 1, 1, 1])).sum()))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert abs(float(out.stdout.strip()) - 5.0) < 1e-9

@@ -12,11 +12,9 @@ import torch
 import ppgen
 from ppgen.data.text import Vocabulary, cooccurrence, planted_corpus, read_text, skipgram_pairs, tokenize
 from ppgen.errors import DataError, NotApplicableError
-from ppgen.models.language import (NGramModel, SoftmaxCategorical, WordVectors, fit_skipgram, lookup,
-                                   neighbour_accuracy, ngram, ngram_contexts, skipgram)
-
-
-
+from ppgen.inference.word2vec import fit_skipgram
+from ppgen.models.ngram import NGramModel, ngram, ngram_contexts
+from ppgen.models.word2vec import SoftmaxCategorical, WordVectors, lookup, neighbour_accuracy, skipgram
 
 # --- the notes' examples --------------------------------------------------------------------------
 

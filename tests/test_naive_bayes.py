@@ -10,8 +10,8 @@ from sklearn.naive_bayes import BernoulliNB, CategoricalNB
 
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError
-from ppgen.models.naive_bayes import (BernoulliNaiveBayes, CategoricalNaiveBayes, GaussianNaiveBayes,
-                                      LogisticRegression)
+from ppgen.models.logistic_regression import LogisticRegression
+from ppgen.models.naive_bayes import BernoulliNaiveBayes, CategoricalNaiveBayes, GaussianNaiveBayes
 
 
 def smoothed_class_prior(y, num_classes, concentration=1.0):

@@ -12,8 +12,8 @@ import torch
 from pyro.infer.autoguide.initialization import InitMessenger
 
 from ppgen import models, posterior
+from ppgen.api import prepare
 from ppgen.init import init_to_unconstrained_uniform
-from ppgen.problem import prepare
 
 PROGRAMS = Path(__file__).parent / "programs"
 CORPUS = sorted(p.stem for p in PROGRAMS.glob("*.py") if not p.stem.startswith("_"))

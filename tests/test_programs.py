@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pyro
 import pytest
-import torch
 
 import ppgen
 
@@ -58,7 +57,8 @@ def _declared(attr: str) -> list:
 
 CASES = _declared("METHODS")
 REFUSALS = _declared("REFUSED")
-_FITS: dict = {}  # (program, method) -> (module, fit) or the exception the fit raised: fit once, checked by several tests
+# (program, method) -> (module, fit) or the exception the fit raised: fit once, checked by several tests
+_FITS: dict = {}
 
 
 def fitted(name: str, method: str):

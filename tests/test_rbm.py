@@ -12,7 +12,8 @@ from ppgen.errors import DataError, NotApplicableError
 from ppgen.inference.ais import ais_rbm, schedule
 from ppgen.inference.ebm_training import ContrastiveDivergence, fit_energy
 from ppgen.inference.samplers import gibbs
-from ppgen.models.rbm import RBM, all_binary_states, rbm as rbm_program
+from ppgen.models.rbm import RBM, all_binary_states
+from ppgen.models.rbm import rbm as rbm_program
 
 
 def random_rbm(n_visible, n_hidden, scale=1.0, seed=0):

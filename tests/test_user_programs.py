@@ -11,11 +11,11 @@ import torch
 from pyro.distributions import constraints
 from pyro.infer import config_enumerate
 from pyro.nn import PyroModule, PyroSample
+from pyroapi_programs import dependent, regression
 from torch import nn
 
 import ppgen
 from ppgen import posterior
-from pyroapi_programs import dependent, regression
 from ppgen.problem import prepare
 
 

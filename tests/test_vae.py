@@ -12,10 +12,11 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 import ppgen
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError, NumericalError
-from ppgen.inference.bounds import amortization_gap, elbo_terms, importance_sample, log_weights
+from ppgen.inference.bounds import importance_sample, log_weights
 from ppgen.inference.svi import train
+from ppgen.inference.vi_diagnostics import amortization_gap, elbo_terms
 from ppgen.models import get
-from ppgen.models.vae import VAE, cvae, cvae_guide, shared_module, vae, vae_guide
+from ppgen.models.vae import VAE, cvae, vae
 from ppgen.models.vae_m2 import M2
 
 DIGITS = load_digits(binarize=True)
@@ -43,7 +44,7 @@ def trained():
 def test_bernoulli_decoder_rejects_grey_levels_before_fitting():
     grey = load_digits(binarize=False).x_train
     with pytest.raises(DataError, match=r"site 'x'.*binary pixels in \{0, 1\}.*likelihood='gaussian'"):
-        ppgen.fit("vae", {"x": grey}, method="svi", guide=vae_guide, steps=5, num_samples=0, progress=False)
+        ppgen.fit("vae", {"x": grey}, method="svi", steps=5, num_samples=0, progress=False)
     assert len(pyro.get_param_store()) == 0                                     # nothing was fitted
     with pytest.raises(DataError, match="site 'x'.*floating-point"):
         vae(torch.ones(4, 64, dtype=torch.uint8))
@@ -53,11 +54,11 @@ def test_wrong_image_size_is_named():
     with pytest.raises(DataError, match=r"site 'x': expected images of shape \(n, 64\) or \(n, 8, 8\), got \(5, 49\)"):
         ppgen.fit("vae", {"x": np.zeros((5, 49))}, method="svi", steps=5, num_samples=0, progress=False)
     with pytest.raises(DataError, match=r"got \(5, 7, 7\)"):
-        vae(torch.zeros(5, 7, 7))
+        vae(torch.zeros(5, 7, 7)).model(torch.zeros(5, 7, 7))
     with pytest.raises(DataError, match="site 'y'.*0..9, got 0..10"):
-        cvae(torch.zeros(3, 64), torch.tensor([0, 4, 10]))
+        cvae(torch.zeros(3, 64)).model(torch.zeros(3, 64), torch.tensor([0, 4, 10]))
     with pytest.raises(DataError, match=r"site 'y': expected 3 labels.*\(2,\)"):
-        cvae_guide(torch.zeros(3, 64), torch.tensor([0, 4]))
+        cvae(torch.zeros(3, 64)).guide(torch.zeros(3, 64), torch.tensor([0, 4]))
     net = VAE(64, 2, likelihood="gaussian")
     bad = torch.rand(4, 64)
     bad[1, 2] = float("inf")
@@ -182,19 +183,16 @@ def test_m2_enumerated_class_gives_the_sampled_elbo_with_less_variance():
     assert enum.var() < sampled.var()                                           # 2-4x smaller measured
 
 
-def test_registered_programs_share_networks_until_the_store_is_cleared():
+def test_registered_factory_builds_fresh_networks_for_each_fit():
     spec = get("vae")
-    assert spec.model is vae and spec.guide is vae_guide and spec.default_method == "svi"
-    x = torch.as_tensor(DIGITS.x_train[:8])
-    config = dict(x_dim=64, z_dim=2, hidden=(256,), likelihood="bernoulli", image_shape=(8, 8), conv=False)
-    vae(x)
-    first = shared_module(VAE, x, "vae", **config)
-    vae_guide(x)
-    assert shared_module(VAE, x, "vae", **config) is first
-    pyro.clear_param_store()
-    assert shared_module(VAE, x, "vae", **config) is not first                 # fresh networks, like pyro.param
-    fit = ppgen.fit("vae", method="svi", steps=3, num_samples=0, lr=1e-3, progress=False)   # the registered guide
-    assert len(fit.losses) == 3 and np.isfinite(fit.losses).all()
+    assert spec.factory is vae and spec.model is None and spec.default_method == "svi"
+    first = ppgen.fit("vae", method="svi", steps=3, num_samples=0, lr=1e-3, progress=False)   # its own guide
+    second = ppgen.fit("vae", method="svi", steps=3, num_samples=0, lr=1e-3, seed=1, progress=False)
+    assert isinstance(first.problem.instance, VAE) and first.problem.instance is not second.problem.instance
+    assert len(first.losses) == 3 and np.isfinite(first.losses).all()
+    a, b = (fit.problem.instance.decoder.state_dict() for fit in (first, second))
+    assert any(not torch.equal(a[k], b[k]) for k in a)                       # two fits, two sets of networks
+    assert first.problem.model == first.problem.instance.model               # post-fit steps use the trained ones
 
 
 @pytest.mark.gpu

@@ -503,7 +503,8 @@ def _floating(fn):
 
 
 sigmoid, erf, erfc, erfinv, lgamma, digamma = (_floating(f) for f in (jax.nn.sigmoid, _special.erf, _special.erfc,
-                                                                    _special.erfinv, _special.gammaln, _special.digamma))
+                                                                    _special.erfinv, _special.gammaln,
+                                                                    _special.digamma))
 relu, xlogy = jax.nn.relu, _special.xlogy
 inverse, det, slogdet = jnp.linalg.inv, jnp.linalg.det, jnp.linalg.slogdet
 mm = bmm = mv = jnp.matmul

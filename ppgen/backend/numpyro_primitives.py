@@ -51,7 +51,7 @@ def param(name, init_tensor=None, constraint=None, event_dim=None):
 class plate(numpyro.plate):
     """``numpyro.plate`` with Pyro's arguments; ``for i in plate(...)`` is Pyro's sequential plate."""
 
-    def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None, use_cuda=None, device=None):
+    def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None, use_cuda=None, device=None):  # noqa: F811
         if subsample is not None:
             raise NotImplementedError("pyro.plate(subsample=...) has no NumPyro counterpart; use subsample_size")
         if size is None:

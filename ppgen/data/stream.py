@@ -9,12 +9,12 @@ A model that subsamples its data plate reads only the rows the plate picks::
             xb = x[idx]                                   # (B, D): B rows read now, on x's device and dtype
             ...                                           # (or: xb = pyro.subsample(x, event_dim=1))
 
-    feed = epochs("data")                                 # the plate's indices: shuffled epochs
+    feed = epochs("data")                                 # the plate's indices (ppgen.handlers.epochs)
     losses = train(feed(model), feed(guide), {"x": x.to("cuda")}, steps=...)
 
 Pyro scales the minibatch log-likelihood by N / B, so each step's ELBO is an unbiased estimate of
 the full-data ELBO. By default Pyro draws the plate's indices with ``randperm(N)`` at every step:
-O(N) time and memory per step, and rows scattered over the whole file. :class:`epochs` draws them
+O(N) time and memory per step, and rows scattered over the whole file. :class:`~ppgen.handlers.epochs.epochs` draws them
 instead from a shuffled pass over the rows, each row once per epoch, and sorts every batch so the
 reads go forward through the file. The same sampler, over one process's rows, feeds data-parallel
 SVI (:mod:`ppgen.inference.distributed`).
@@ -26,13 +26,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyro.poutine.subsample_messenger as subsample_messenger
 import torch
-from pyro.poutine.messenger import Messenger
 
 from ppgen.errors import DataError
 
-__all__ = ["MemmapArray", "open_memmap", "create_memmap", "RowSampler", "epochs"]
+__all__ = ["MemmapArray", "open_memmap", "create_memmap", "RowSampler"]
 
 
 class MemmapArray:
@@ -143,41 +141,3 @@ class RowSampler:
             parts.append(taken)
             self._pos, need = self._pos + len(taken), need - len(taken)
         return (torch.cat(parts).sort().values + self.start).to(device)
-
-
-class _Subsample(subsample_messenger._Subsample):
-    """Pyro's plate-index distribution with the indices drawn by a :class:`RowSampler`. (The class
-    name is what Pyro checks to recognise a plate's index site: it must stay ``_Subsample``.)"""
-
-    def __init__(self, base: subsample_messenger._Subsample, draw):
-        super().__init__(base.size, base.subsample_size, device=base.device)
-        self._draw = draw
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        if sample_shape:
-            raise NotImplementedError
-        return self._draw(self.size, self.subsample_size, self.device)
-
-
-class epochs(Messenger):
-    """Handler: the plate ``name`` draws its subsample from ``rows`` (default: all its rows) in
-    shuffled epochs instead of from a fresh ``randperm`` at every step.
-
-    Wrap the model and the guide with the same instance (``feed = epochs("data")``, then
-    ``feed(model)``, ``feed(guide)``); Pyro replays the guide's indices in the model.
-    """
-
-    def __init__(self, name: str, rows: RowSampler | None = None):
-        super().__init__()
-        self.name, self.rows = name, rows
-
-    def _pyro_sample(self, msg) -> None:
-        if msg["name"] == self.name and type(msg["fn"]).__name__ == "_Subsample" and msg["value"] is None:
-            msg["fn"] = _Subsample(msg["fn"], self._draw)
-
-    def _draw(self, size: int, subsample_size: int | None, device) -> torch.Tensor:
-        if subsample_size is None or subsample_size >= size:
-            return torch.arange(size, device=device)
-        if self.rows is None or self.rows.stop > size:
-            self.rows = RowSampler(0, size)
-        return self.rows.batch(subsample_size, device)

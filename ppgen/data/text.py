@@ -1,4 +1,4 @@
-"""Text for the word models of :mod:`ppgen.models.language`.
+"""Text for the word models of :mod:`ppgen.models.ngram` and :mod:`ppgen.models.word2vec`.
 
 A tokenizer (words and single punctuation marks, one list per sentence), a :class:`Vocabulary` with
 a minimum count, the symmetric co-occurrence table of a window, the skip-gram training pairs of a

@@ -1,11 +1,8 @@
-"""The NumPyro side of two program transforms ppgen's Pyro engines apply (see :mod:`ppgen.support`
-and :mod:`ppgen.full_data`), so ``numpyro-nuts`` samples the same density as ``nuts``:
-
-- :class:`DependentSupport`: each named site is sampled on its unconstrained space and mapped into
-  its *current* support, with density ``log p(x | parents) + log |dT/du|``. (NumPyro replays the
-  model for a support that depends on another latent only when it recognises the constraint: it
-  misses an ``ImproperUniform``'s.)
-- :class:`FullData`: every subsampled plate takes all its rows (MCMC needs the full potential).
+"""``DependentSupport`` for NumPyro: the counterpart of :mod:`ppgen.handlers.dependent_support`, so
+``numpyro-nuts`` samples the same density as ``nuts``. Each named site is sampled on its
+unconstrained space and mapped into its *current* support, with density
+``log p(x | parents) + log |dT/du|``. (NumPyro replays the model for a support that depends on
+another latent only when it recognises the constraint: it misses an ``ImproperUniform``'s.)
 
 Example:
     >>> import numpyro, numpyro.distributions as dist
@@ -26,9 +23,9 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
 
-from ppgen.support import UNCONSTRAINED
+from ppgen.handlers.dependent_support import UNCONSTRAINED
 
-__all__ = ["DependentSupport", "FullData"]
+__all__ = ["DependentSupport"]
 
 
 class _Unconstrained(dist.Distribution):
@@ -70,13 +67,3 @@ class DependentSupport(Messenger):
         msg["fn"] = dist.Delta(value, log_density=log_density, event_dim=fn.event_dim)
         msg["value"] = value
         msg["is_observed"] = True
-
-
-class FullData(Messenger):
-    """Every subsampled plate takes all its rows."""
-
-    def process_message(self, msg):
-        if msg["type"] == "plate" and msg["args"][1] is not None:
-            size = msg["args"][0]
-            msg["args"] = (size, size)
-            msg["value"] = jnp.arange(size)

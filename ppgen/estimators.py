@@ -1,0 +1,228 @@
+"""Estimator conveniences on ppgen's model objects, bound to their classes here, at the front door.
+
+The model files hold generative programs and what is closed-form about them (a Bayes net's CPTs and
+conjugate counts, an HMM's forward algorithm, naive Bayes' conjugate update). What runs an engine lives
+one layer up: exact queries by enumeration (:mod:`ppgen.inference.exact`), fits by any method
+(:func:`ppgen.fit`), the SVI loop (:func:`ppgen.inference.svi.train`). Importing :mod:`ppgen` binds
+them, so a user calls them as methods, scikit-learn style:
+
+Example:
+    >>> import ppgen
+    >>> from ppgen.models.bayesnet import sprinkler
+    >>> net = sprinkler()
+    >>> round(float(net.query(["rain"], {"wet": 1})[1]), 4)   # p(rain | wet grass)
+    0.3577
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Mapping, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ppgen.api import fit as run_fit
+from ppgen.errors import ConfigError, DataError, NotApplicableError
+from ppgen.inference.exact import enumerated_trace, infer_values, log_joint
+from ppgen.inference.svi import train
+from ppgen.models.autoencoder import Autoencoder, no_latents
+from ppgen.models.bayesnet import BayesNet
+from ppgen.models.density import DensityModel
+from ppgen.models.hmm import HMM, hmm_model
+from ppgen.models.logistic_regression import LogisticRegression
+from ppgen.models.naive_bayes import NaiveBayes
+
+__all__ = ["bound_to"]
+
+
+def bound_to(cls: type, name: str, wrap: Callable | None = None) -> Callable:
+    """Decorator: the function becomes method ``name`` of ``cls`` (``wrap``: e.g. ``classmethod``), and
+    stays a plain function of this module too (``bayesnet_query(net, ...)`` is ``net.query(...)``)."""
+
+    def bind(fn: Callable) -> Callable:
+        method = wrap(fn) if wrap else fn
+        setattr(cls, name, method)
+        return fn
+
+    return bind
+
+
+# --- Bayes nets: exact queries by variable elimination, learning by conjugacy or any method
+
+
+@bound_to(BayesNet, "query")
+def bayesnet_query(self, variables: Sequence[str], evidence: Mapping[str, int] | None = None) -> torch.Tensor:
+    """The exact posterior ``p(variables | evidence)``: a table with one axis per variable, in the
+    order given."""
+    variables = list(variables)
+    evidence = self._evidence(evidence)
+    if not variables:
+        raise DataError("query needs at least one variable")
+    for v in variables:
+        self._check_name(v, "queried")
+        if v in evidence:
+            raise DataError(f"variable {v!r} is both queried and observed (evidence {v}={int(evidence[v])})")
+    if len(set(variables)) != len(variables):
+        raise DataError(f"query lists a variable twice: {variables}")
+    table = log_joint(self.program, variables, evidence, keep=[*variables, *evidence])
+    return (table - table.logsumexp(tuple(range(table.dim())), keepdim=True)).exp()
+
+
+@bound_to(BayesNet, "log_evidence")
+def bayesnet_log_evidence(self, evidence: Mapping[str, int] | None = None) -> torch.Tensor:
+    """``log p(evidence)``, all other nodes summed out (0 for no evidence)."""
+    evidence = self._evidence(evidence)
+    if not evidence:
+        return self.cpts[self.variables[0]].new_zeros(())
+    return log_joint(self.program, (), evidence, keep=list(evidence))
+
+
+@bound_to(BayesNet, "map")
+def bayesnet_map(self, evidence: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The most probable joint assignment of all unobserved nodes, ``argmax_z p(z | evidence)``."""
+    evidence = self._evidence(evidence)
+    values = infer_values(self.program, evidence, temperature=0)
+    return {v: int(values[v]) for v in self.variables if v not in evidence}
+
+
+@bound_to(BayesNet, "sample")
+def bayesnet_sample(self, n: int, evidence: Mapping[str, int] | None = None, seed: int | None = None) -> torch.Tensor:
+    """``n`` exact draws from ``p(x | evidence)`` as an ``(n, num variables)`` long table (columns in
+    :attr:`variables` order): ancestral sampling, or forward filtering / backward sampling given evidence."""
+    evidence = self._evidence(evidence)
+    with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
+        if seed is not None:
+            torch.manual_seed(seed)
+        values = infer_values(self.program, evidence, n, temperature=1, first_available_dim=-2)
+    return torch.stack([evidence[v].expand(n) if v in evidence else values[v].reshape(n)
+                        for v in self.variables], -1).to(device=self.device, dtype=torch.long)
+
+
+@bound_to(BayesNet, "fit")
+def bayesnet_fit(self, data, method: str = "auto", concentration: float = 1.0, **options) -> "BayesNet":
+    """Learn the CPTs from a table with -1 for missing values; returns ``self``.
+
+    ``method="exact"`` (complete data only): the conjugate posterior ``Dirichlet(concentration + counts)``
+    in :attr:`posterior_`; the CPTs become its mean. ``"map"``, ``"svi"``, ``"nuts"``: :func:`ppgen.fit`
+    on :meth:`learning_program` (missing values enumerated out; ``options`` go to it); the
+    :class:`ppgen.results.Fit` is kept in :attr:`fit_` and the CPTs become the posterior mean
+    (the MAP point for ``map``). ``"auto"``: exact when the table is complete, else ``map``.
+    """
+    x = self.table(data)
+    complete = bool((x >= 0).all())
+    if method == "auto":
+        method = "exact" if complete else "map"
+    if method == "exact":
+        if not complete:
+            raise NotApplicableError("the conjugate posterior needs complete data; the table has -1 entries "
+                                     "(use method='map', 'svi' or 'nuts' to enumerate them out)")
+        counts = self.counts(x)
+        self.posterior_ = {v: dist.Dirichlet(concentration + counts[v]) for v in self.variables}
+        self.cpts = {v: self.posterior_[v].mean for v in self.variables}
+        return self
+    if method == "map":
+        options.setdefault("num_samples", 1)  # a point mass: one draw says it all
+    with pyro.get_param_store().scope():  # fresh guide parameters for every fit
+        self.fit_ = run_fit(self.learning_program, {"x": x, "concentration": concentration},
+                            method=method, **options)
+    for v in self.variables:
+        mean = self.fit_.samples[f"cpt_{v}"].mean(0).to(self.cpts[v])
+        self.cpts[v] = mean / mean.sum(-1, keepdim=True)
+    return self
+
+
+# --- HMMs: the Viterbi path, learning by any method
+
+
+@bound_to(HMM, "viterbi")
+def hmm_viterbi(self, y) -> torch.Tensor:
+    """The most probable state path ``argmax_z p(z | y)``, shaped like ``y``."""
+    y, single = self._sequences(y), torch.as_tensor(y).dim() == 1
+    values = infer_values(self.program, y, temperature=0, first_available_dim=-2)
+    path = torch.stack([values[f"z_{t}"].reshape(-1) for t in range(y.shape[1])], -1)
+    return path[0] if single else path
+
+
+@bound_to(HMM, "fit", classmethod)
+def hmm_fit(cls, y, num_states: int, method: str = "map", num_categories: int | None = None,
+            concentration: float = 1.0, **options) -> "HMM":
+    """Learn an HMM from sequences ``y`` with :func:`hmm_model` (categorical emissions for integer
+    ``y``, Gaussian for floating ``y``) and :func:`ppgen.fit`; the result holds the posterior
+    mean (the MAP point for ``map``) and the :class:`~ppgen.results.Fit` in ``fit_``."""
+    y = torch.as_tensor(y)
+    data = {"y": y, "num_states": num_states, "concentration": concentration}
+    if not y.is_floating_point():
+        data["num_categories"] = num_categories or int(y.max()) + 1
+    if method == "map":
+        options.setdefault("num_samples", 1)
+    with pyro.get_param_store().scope():  # fresh guide parameters for every fit
+        fitted = run_fit(hmm_model, data, method=method, **options)
+    mean = {k: fitted.samples[k].mean(0) for k in ("initial", "transition", "emission", "loc", "scale")
+            if k in fitted.samples}
+    for k in ("initial", "transition", "emission"):  # rows of simplex draws average to a simplex
+        if k in mean:
+            mean[k] = mean[k] / mean[k].sum(-1, keepdim=True)
+    hmm = cls(**mean, dtype=y.dtype if y.is_floating_point() else torch.float64, device=y.device)
+    hmm.fit_ = fitted
+    return hmm
+
+
+# --- classifiers: Bayes' rule by enumeration; the discriminative model by any method
+
+
+@bound_to(NaiveBayes, "predict_proba")
+def naive_bayes_predict_proba(self, X) -> torch.Tensor:
+    """Bayes' rule ``p(y | x, D) = p(y, x | D) / sum_y p(y, x | D)`` for every row, ``(n, C)``,
+    with ``y`` enumerated in :meth:`predictive_program`; NaN features are marginalized."""
+    x = self._features(X, allow_missing=True)
+    trace = enumerated_trace(self.predictive_program, x, first_available_dim=-2)
+    log_joint = trace.nodes["y"]["log_prob"] + trace.nodes["x"]["log_prob"]  # (C, n)
+    return log_joint.softmax(0).T
+
+
+@bound_to(LogisticRegression, "fit")
+def logistic_regression_fit(self, X, y) -> "LogisticRegression":
+    x = self._features(X)
+    index = self._labels(y, x.shape[0]).to(x.device)
+    self.n_features_, self._device = x.shape[1], x.device
+    options = {"num_samples": 1 if self.method == "map" else 200, "progress": False, **self.options}
+    with pyro.get_param_store().scope():  # fresh guide parameters for every fit
+        self.fit_ = run_fit(self.model, {"x": x, "y": index, "num_classes": len(self.classes_)},
+                            method=self.method, device=x.device, dtype=x.dtype, **options)
+    self.coef_draws_ = self.fit_.samples["w"].to(x)  # (draws, d, C)
+    self.intercept_draws_ = self.fit_.samples["b"].to(x)  # (draws, C)
+    return self
+
+
+# --- networks fit by maximum likelihood with the SVI loop
+
+
+@bound_to(DensityModel, "fit")
+def density_model_fit(self, x, *, steps: int = 1000, lr: float = 1e-3, batch_size: int | None = None,
+                      seed: int | None = 0, progress: bool = False, **train_options) -> "DensityModel":
+    """Maximum likelihood by :func:`ppgen.inference.svi.train` (minibatches of ``batch_size`` rows;
+    ``train_options`` go to it). Returns ``self``; ``self.losses_`` holds the per-step loss as the
+    negative log-likelihood per data point (nats)."""
+    x = self.check(x)
+    if batch_size is not None and not 0 < batch_size <= x.shape[0]:
+        raise ConfigError(f"batch_size must be in 1..{x.shape[0]} (the number of rows of x), got {batch_size}")
+    losses = train(self.model, self.guide, {"x": x, "batch_size": batch_size}, steps=steps, lr=lr, seed=seed,
+                   progress=progress, **train_options)
+    self.losses_ = [loss / x.shape[0] for loss in losses]
+    return self
+
+
+@bound_to(Autoencoder, "fit")
+def autoencoder_fit(self, x, steps: int = 2000, lr: float = 1e-2, batch_size: int | None = None,
+                    seed: int | None = 0, progress: bool = False) -> "Autoencoder":
+    """Minimize the mean loss on ``x`` (N, D) with Adam; ``self.losses_`` holds the per-step
+    values (mean loss per data point)."""
+    x = self._check(x)
+    if batch_size is not None and not 0 < batch_size <= len(x):
+        raise ValueError(f"batch_size must be in 1..{len(x)} (the number of rows of x), got {batch_size}")
+    with pyro.get_param_store().scope():  # a store of its own: only this network's parameters
+        losses = train(self.model, no_latents, {"x": x, "batch_size": batch_size}, steps=steps, lr=lr,
+                       seed=seed, progress=progress)
+    self.losses_ = [loss / len(x) for loss in losses]
+    return self
