@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"ppgen": ROOT / "ppgen", "ppgen.models": ROOT / "models", "ppgen.inference": ROOT / "inference"}
 LAYERS = ["core", "models", "inference", "front door"]
 FRONT_DOOR = {"ppgen", "ppgen.__main__", "ppgen.api", "ppgen.cli", "ppgen.compare", "ppgen.estimators",
-              "ppgen.model_comparison", "ppgen.references", "ppgen.report"}
+              "ppgen.model_comparison", "ppgen.references", "ppgen.report", "ppgen.sbc"}
 
 
 def lint() -> int:

@@ -6,7 +6,8 @@ Discrete latents are enumerated by NumPyro (through funsor); afterwards every en
 completed the same way, on the Pyro side (deterministic sites, discrete latents from their exact
 conditional), so ``numpyro-nuts`` and ``nuts`` report the same sites.
 
-Options: ``chain_method`` (``"sequential"``, ``"parallel"`` across JAX devices, ``"vectorized"``),
+Options: ``chain_method`` (``"vectorized"``, the default for several chains: one compiled sampler runs them in
+lockstep; ``"sequential"``; ``"parallel"`` across JAX devices),
 and NUTS's own (``target_accept_prob``, ``max_tree_depth``, ...). Models that use torch directly
 cannot run here; registered models say which backends they support.
 """
@@ -25,7 +26,21 @@ from ppgen.inference.options import anything, flag, one_of, positive, positive_i
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
-EXTRA_FIELDS = {"diverging": "diverging", "accept_prob": "acceptance_rate", "energy": "energy", "num_steps": "n_steps"}
+EXTRA_FIELDS = ("diverging", "accept_prob", "energy", "num_steps", "potential_energy", "adapt_state.step_size")
+
+
+def sample_stats(extra: dict) -> dict:
+    """NumPyro's extra fields, ``(chain, draw)`` each, as ArviZ names them: ``lp`` = -potential
+    energy, ``energy`` (the Hamiltonian at the selected point), ``n_steps`` (leapfrog steps),
+    ``tree_depth`` (doublings: the bit length of ``n_steps``, a tree of depth d having 2^(d-1) to
+    2^d - 1 steps), ``step_size``, ``diverging``, ``acceptance_rate``."""
+    n_steps = np.asarray(extra["num_steps"]).astype(np.int64)
+    stats = {"lp": -np.asarray(extra["potential_energy"], dtype=np.float64),
+             "energy": np.asarray(extra["energy"], dtype=np.float64),
+             "step_size": np.asarray(extra["adapt_state.step_size"], dtype=np.float64),
+             "n_steps": n_steps, "tree_depth": np.floor(np.log2(n_steps)).astype(np.int64) + 1,
+             "diverging": np.asarray(extra["diverging"]), "acceptance_rate": np.asarray(extra["accept_prob"])}
+    return {name: torch.as_tensor(np.array(value)) for name, value in stats.items()}  # JAX's arrays are read-only
 
 
 def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
@@ -33,7 +48,7 @@ def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
     from numpyro.infer import MCMC, NUTS, init_to_median
 
     opts = dict(config.options)
-    chain_method = opts.pop("chain_method", "sequential")
+    chain_method = opts.pop("chain_method", "vectorized" if num_chains > 1 else "sequential")
     model = numpyro_program(problem)
     if problem.has_discrete:
         from numpyro.contrib.funsor import config_enumerate
@@ -67,13 +82,12 @@ def _numpyro_run(problem: Problem, config: RunConfig):
         mcmc = numpyro_mcmc(problem, config, num_chains)
         try:
             with numpyro_backend():
-                mcmc.run(jax.random.PRNGKey(seed), extra_fields=tuple(EXTRA_FIELDS), **data)
+                mcmc.run(jax.random.PRNGKey(seed), extra_fields=EXTRA_FIELDS, **data)
                 samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         except NotImplementedError as e:
             raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
         draws = {k: torch.as_tensor(np.array(samples[k]), dtype=problem.dtype) for k in problem.names("latent")}
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        return draws, {ours: torch.as_tensor(np.array(extra[theirs])) for theirs, ours in EXTRA_FIELDS.items()}
+        return draws, sample_stats(mcmc.get_extra_fields(group_by_chain=True))
 
     return run
 

@@ -26,22 +26,30 @@ import pyro.optim
 import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO
+from pyro.infer.autoguide import AutoDelta
 from pyro.infer.util import zero_grads
 from pyro.util import get_rng_state, set_rng_state
 from tqdm.auto import tqdm
 
 from ppgen import posterior
+from ppgen.arviz_bridge import az
 from ppgen.errors import NumericalError, RunFolderError, UnknownNameError
 from ppgen.handlers.full_data import FullData
 from ppgen.inference import checkpoint as checkpointing
 from ppgen.inference import distributed, register
+from ppgen.inference.bounds import importance_sample
 from ppgen.inference.objectives import make_elbo, make_guide
 from ppgen.inference.options import anything, positive, positive_int
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 from ppgen.runfolder import read_torch, write_torch
 
-__all__ = ["SVI", "SVIState", "train"]
+__all__ = ["SVI", "SVIState", "train", "guide_pareto_k"]
+
+PARETO_DRAWS = 1000  # guide draws the Pareto k-hat of a fitted guide is estimated from
+PARETO_BUDGET = 2**24  # data elements times draws: beyond it k-hat is not computed
+PARETO_MAX_LATENT = 1000  # latent values per guide draw: beyond it (local latents of many data points) neither
+                          # is one joint importance weight informative nor its cost small
 
 @dataclass
 class SVIState:
@@ -258,11 +266,50 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str, bo
     seconds = time.perf_counter() - start
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     tail = losses[-min(len(losses), 100):]
-    diagnostics = {"final_loss": sum(tail) / len(tail)}
+    diagnostics = {"final_loss": sum(tail) / len(tail), "guide_pareto_k": guide_pareto_k(problem, guide)}
     if bound:
         diagnostics["elbo"] = -diagnostics["final_loss"]
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
                diagnostics=diagnostics, params=params, guide=guide, problem=problem, errors=errors)
+
+
+def guide_pareto_k(problem: Problem, guide, num_draws: int = PARETO_DRAWS) -> float | str:
+    r"""The Pareto k-hat of a fitted guide q as an importance proposal for the posterior (Yao et
+    al., 2018, "Yes, but did it work?"): the log weights
+
+        log w_s = log p(x, z_s) - log q(z_s),    z_s ~ q,  s = 1..num_draws,
+
+    of draws on all rows of the data, smoothed by PSIS (``az.psislw``); k-hat is the shape of the
+    generalized Pareto distribution fitted to the largest weights. The posterior's tails past q's
+    make the weights heavy-tailed: k < 0.5, q covers the posterior; 0.5 < k < 0.7, q is usable with
+    care; k > 0.7, importance weights have (nearly) infinite variance: q misses posterior mass.
+
+    A string says why it was not computed: a point-mass guide (MAP) has no density, discrete
+    latents are summed out of the model rather than drawn by the guide, the data or the guide's
+    draws are too large, or the program does not run under a vectorized plate of draws (the error)."""
+    if isinstance(guide, AutoDelta):
+        return "not computed: a point estimate (MAP) has no density, so its draws are one point, not a posterior"
+    if problem.has_discrete:
+        return "not computed: discrete latents are summed out of the model, not drawn by the guide"
+    size = sum(v.numel() for v in problem.data.values() if torch.is_tensor(v))
+    if size * num_draws > PARETO_BUDGET:
+        return f"not computed: {num_draws} draws on {size} data elements exceed the budget of {PARETO_BUDGET}"
+    model, guide = problem.full_model, (FullData()(guide) if problem.subsampled else guide)
+    try:
+        with problem.placement(), poutine.block():
+            one = poutine.trace(guide).get_trace(**problem.data)
+            latent = sum(site["value"].numel() for site in one.nodes.values()
+                         if site["type"] == "sample" and not site["is_observed"])
+            if latent > PARETO_MAX_LATENT:
+                return (f"not computed: a guide draw holds {latent} latent values (more than {PARETO_MAX_LATENT}: "
+                        f"local latents of every data point, as an amortized guide draws), where one joint "
+                        f"importance weight is not informative")
+            log_w = importance_sample(model, guide, problem.data, num_draws)
+    except Exception as e:  # noqa: BLE001 - a post-fit check: the fit is kept whatever it raises
+        return f"not computed: {type(e).__name__}: {e}"
+    log_w = log_w.log_w.reshape(num_draws, -1).sum(-1).double().cpu().numpy()  # all data points: one joint weight
+    _, k = az.psislw(log_w)
+    return float(k)
 
 
 def _guide_draws(problem: Problem, guide, config: RunConfig, errors: dict) -> dict:

@@ -35,9 +35,10 @@ from ppgen.api import fit, prepare, prior_predictive  # noqa: E402
 from ppgen.compare import compare  # noqa: E402
 from ppgen.model_comparison import compare_models  # noqa: E402
 from ppgen.results import Fit, load  # noqa: E402
+from ppgen.sbc import sbc  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "prepare", "load", "prior_predictive", "compare", "compare_models", "Fit", "data", "models",
+__all__ = ["fit", "prepare", "load", "prior_predictive", "compare", "compare_models", "sbc", "Fit", "data", "models",
            "inference", "ConfigError", "DataError", "UnknownNameError", "NotApplicableError", "NumericalError",
            "RunFolderError", "PPGenError"]

@@ -2,6 +2,8 @@
 take a model by registered name as well as a program, an object, a factory's spec or a file."""
 from __future__ import annotations
 
+import sys
+
 import pyro
 import torch
 
@@ -53,6 +55,8 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
     :param steps: optimization steps for ``svi``/``map``.
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the data and every tensor live.
     :param dtype: floating dtype for array data (default: torch's default dtype).
+    :param progress: progress bars where they can redraw (a terminal, a notebook); in a log or a pipe,
+        a line when the fit starts and one when it ends.
     :param checkpoint_dir: a folder for long runs: SVI saves its state there every
         ``checkpoint_every`` steps, MCMC each finished chain; a run pointed at a folder that holds
         such state resumes from it. SIGINT/SIGTERM stop cleanly after saving.
@@ -70,9 +74,14 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
     pyro.set_rng_seed(seed)  # one seed fixes torch, numpy and Python's RNGs (a factory's networks too);
                              # JAX keys derive from it
     problem = model if isinstance(model, Problem) else prepare(model, data, device=device, dtype=dtype)
+    bars = progress and _redraws()
+    if progress and not bars:  # a log or a pipe gets one line per stage, not a bar's carriage returns
+        print(f"ppgen: {method} on {problem.name} ...", file=sys.stderr, flush=True)
     result = inference.run(problem, method, guide=guide, num_samples=num_samples, num_warmup=num_warmup,
-                           num_chains=num_chains, steps=steps, seed=seed, progress=progress,
+                           num_chains=num_chains, steps=steps, seed=seed, progress=bars,
                            checkpoint_dir=checkpoint_dir, **options)
+    if progress and not bars:
+        print(f"ppgen: {method} on {problem.name}: done in {result.seconds:.1f} s", file=sys.stderr, flush=True)
     result.config = {"model": problem.name, "method": method, "num_samples": num_samples, "num_warmup": num_warmup,
                      "num_chains": num_chains, "steps": steps, "seed": seed, "device": str(problem.device),
                      "dtype": str(problem.dtype), "guide": guide if isinstance(guide, str) or guide is None else
@@ -80,3 +89,8 @@ def fit(model, data: dict | None = None, method: str = "nuts", guide=None, num_s
                      "options": {k: v if isinstance(v, (int, float, str, bool)) else repr(v)
                                  for k, v in options.items()}}
     return result
+
+
+def _redraws() -> bool:
+    """Whether a progress bar can redraw in place: stderr is a terminal, or a notebook shows it."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules

@@ -73,9 +73,10 @@ class Comparison(pd.DataFrame):
     :ivar detail: per run and parameter: mean, sd, reference mean and sd, signed errors, ESS, r_hat.
     :ivar reference: the :class:`~ppgen.references.Reference` (``None`` when there was none).
     :ivar model_name: the model's name.
+    :ivar problem: the prepared :class:`~ppgen.problem.Problem` every run fitted (its graph is in the report).
     """
 
-    _metadata = ["fits", "detail", "reference", "model_name"]
+    _metadata = ["fits", "detail", "reference", "model_name", "problem"]
 
     @property
     def _constructor(self):
@@ -110,7 +111,7 @@ def format_value(x) -> str:
 
 
 def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=None, seed: int = 0, *,
-            num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 1, steps: int = 2000,
+            num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4, steps: int = 2000,
             options: dict | None = None, device="auto", dtype: torch.dtype | None = None,
             progress: bool = True) -> Comparison:
     """Fit ``model`` to ``data`` with each of ``methods`` and tabulate them against a reference.
@@ -124,6 +125,7 @@ def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=
         :class:`~ppgen.references.Reference` or a :class:`~ppgen.results.Fit`.
     :param options: ``{label or method: {fit option: value}}``, e.g. ``{"svi": {"lr": 0.05}}``.
     :param num_samples, num_warmup, num_chains, steps, device, dtype: as in :func:`ppgen.fit`, for every run.
+        ``num_chains`` (4 by default, so that every MCMC row has its r_hat) is for the MCMC runs.
 
     Bad data, an unknown method and an unusable reference are refused before anything runs.
     """
@@ -158,7 +160,7 @@ def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=
             rows[ref.method][col] = math.nan
     table = Comparison([{c: row.get(c, math.nan) for c in COLUMNS} for row in rows.values()], index=list(rows))
     table.index.name = "run"
-    table.fits, table.reference, table.model_name = fits, ref, problem.name
+    table.fits, table.reference, table.model_name, table.problem = fits, ref, problem.name, problem
     table.detail = pd.concat(detail, ignore_index=True) if detail else pd.DataFrame(columns=DETAIL_COLUMNS)
     return table
 

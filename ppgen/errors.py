@@ -36,10 +36,15 @@ class NumericalError(PPGenError, FloatingPointError):
         self.sites = sites
 
 
+class PPGenWarning(RuntimeWarning):
+    """A warning of ppgen's own (a post-fit step that failed, a reference that gave nothing): the CLI
+    shows these and hides third-party banners unless ``--verbose``."""
+
+
 def record_failure(errors: dict, step: str, error: Exception, what: str) -> None:
     """Keep a post-fit failure as ``errors[step]`` (its message without the trace-shape table Pyro
     appends) and warn ``ppgen: {what}: {message}``: the fit's draws survive whatever failed."""
     import warnings
 
     errors[step] = f"{type(error).__name__}: {error}".split("\nTrace Shapes:")[0]
-    warnings.warn(f"ppgen: {what}: {errors[step]}", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"ppgen: {what}: {errors[step]}", PPGenWarning, stacklevel=3)

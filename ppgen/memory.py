@@ -1,8 +1,11 @@
 """``PeakMemory``: the most memory a block of code adds, for :func:`ppgen.compare`'s ``peak_mem_mb``.
 
 Example:
-    >>> with PeakMemory() as memory:
-    ...     block = bytearray(50 * 2**20)
+    >>> import mmap
+    >>> with PeakMemory() as memory:  # 50 MiB of pages new to the process, each written
+    ...     block = mmap.mmap(-1, 50 * 2**20)
+    ...     block.write(b"x" * len(block))
+    52428800
     >>> memory.peak_mb > 0
     True
 """

@@ -31,7 +31,7 @@ import numpy as np
 
 from ppgen import inference
 from ppgen.api import fit as run_fit
-from ppgen.errors import DataError, UnknownNameError
+from ppgen.errors import DataError, PPGenWarning, UnknownNameError
 
 __all__ = ["Reference", "resolve", "from_runs", "coerce", "exact", "gaussian", "linear_gaussian", "from_draws_file",
            "from_summary", "from_summary_file", "from_draws", "from_fit", "exact_moments", "scalar_names", "flatten",
@@ -272,7 +272,7 @@ def from_runs(which: str, fits: dict, runs: list) -> Reference | None:
     """The run ``which`` (or the longest MCMC run among ``runs``) as the reference."""
     if which != "longest":
         if which not in fits or not fits[which].chains:
-            warnings.warn(f"reference run {which!r} gave no draws; the comparison has no reference")
+            warnings.warn(f"reference run {which!r} gave no draws; the comparison has no reference", PPGenWarning)
             return None
         ref = from_fit(fits[which], source=f"the {which} run")
         ref.method = which

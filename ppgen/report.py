@@ -8,8 +8,9 @@
 - ``errors.png``: per-parameter error of mean and sd against the reference, in reference sd units;
 - ``ess.png``: bulk and tail ESS per second; ``losses.png``: loss curves of the optimization runs;
 - ``rank-<run>.png``: rank plots of each MCMC run (one chain is split in halves, as split-r_hat does);
-- ``report.html``: all of it in one self-contained page (plots embedded as base64 PNG, no scripts,
-  no network), with the problems :func:`ppgen.diagnose.flags` finds in each MCMC run.
+- ``model.svg``: the model's graph (:mod:`ppgen.graph`; without Graphviz the page says why it is missing);
+- ``report.html``: all of it in one self-contained page (plots embedded as base64 PNG, the graph as
+  inline SVG, no scripts, no network), with the problems :func:`ppgen.diagnose.flags` finds in each MCMC run.
 """
 from __future__ import annotations
 
@@ -255,32 +256,55 @@ def write(table: Comparison, folder: str | Path, title: str | None = None, flags
                  "agree.", p)
                 for p in ranks(table, folder)]
     found = _flags(table) if flags else {}
-    page = _html(table, title or f"ppgen compare: {table.model_name}", [f for f in figures if f[2] is not None], found)
+    page = _html(table, title or f"ppgen compare: {table.model_name}", [f for f in figures if f[2] is not None], found,
+                 _graph_html(table, folder))
     write_text(folder / "report.html", page)
     return folder / "report.html"
 
 
 def _flags(table: Comparison) -> dict[str, list]:
-    """The problems :func:`ppgen.diagnose.flags` finds in each MCMC run."""
+    """The problems :func:`ppgen.diagnose.flags` finds in each MCMC and variational run, with the
+    checks of its method's family."""
     from ppgen import diagnose
 
     out = {}
     for label, fit in table.fits.items():
-        if table.loc[label, "family"] == "mcmc" and fit.chains and fit.problem is not None:
+        family = table.loc[label, "family"]
+        if family in ("mcmc", "variational") and fit.chains and fit.problem is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out[label] = diagnose.flags(fit.to_arviz())
+                out[label] = diagnose.flags(fit.to_arviz(), family=family, method=fit.method,
+                                            diagnostics=fit.diagnostics, losses=fit.losses)
     return out
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+table.comparison th{vertical-align:bottom;max-width:6em}table.comparison td{white-space:nowrap}
 th{background:#f2f2f2}td.text{text-align:left}tr.na td{color:#888}tr.failed td{color:#a00}
 figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}
 ul{font-size:14px}p.stamp{font-size:12px;color:#777}div.scroll{overflow-x:auto}code{background:#f5f5f5;padding:0 3px}"""
 
 
-def _html(table: Comparison, title: str, figures: list, found: dict) -> str:
+def _graph_html(table: Comparison, folder: Path) -> str:
+    """Write ``model.svg`` and return it as a figure of inline SVG (namespaces dropped: HTML needs none,
+    and the page names no address); if it cannot be drawn, a paragraph saying why, warned as a failed
+    post-fit step is."""
+    from ppgen import graph
+    from ppgen.errors import record_failure
+
+    try:
+        svg = graph.write(table.problem, folder / "model.svg").read_text()
+    except Exception as e:  # noqa: BLE001 - the runs are done: the page goes out without the graph
+        errors = {}
+        record_failure(errors, "model.svg", e, "model.svg not written")
+        return f"<p>The model's graph was not drawn: {html.escape(errors['model.svg'], quote=False)}</p>"
+    inline = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg[svg.index("<svg"):])
+    return (f"<figure>{inline}<figcaption>Observed sites filled gray, latent ones white, plates as boxes, each "
+            f"site's distribution listed (<code>model.svg</code>).</figcaption></figure>")
+
+
+def _html(table: Comparison, title: str, figures: list, found: dict, graph: str) -> str:
     ref = table.reference
     esc = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>",
@@ -301,6 +325,7 @@ def _html(table: Comparison, title: str, figures: list, found: dict) -> str:
         parts += [f"<li><b>{esc(label)}</b> ({esc(status)}): {esc(note)}</li>" for label, status, note in notes]
         parts += [f"<li><b>{esc(label)}</b>: {esc(text)}</li>" for label, text in problems]
         parts.append("</ul>")
+    parts.append(f"<h2>Model</h2>{graph}")
     for heading, caption, path in figures:
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts.append(f"<h2>{esc(heading)}</h2><figure><img alt='{esc(Path(path).name)}' "
@@ -322,7 +347,8 @@ def _html(table: Comparison, title: str, figures: list, found: dict) -> str:
 
 def _table_html(table: Comparison) -> str:
     cols = [c for c in TABLE_COLUMNS if c in table.columns]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", "method"] + cols)
+    # headers may wrap after an underscore, so the table fits a 1280-pixel page with every column shown
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in ["run", "method"] + cols)
     rows = []
     for label, row in table.iterrows():
         cls = {"not applicable": "na", "failed": "failed"}.get(row["status"], "ok")

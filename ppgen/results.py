@@ -165,14 +165,18 @@ class Fit:
     def save(self, folder: str | Path, plots: bool = True, checks: bool = False) -> Path:
         """Write a run folder: ``config.json``, ``posterior.nc`` (netCDF), ``summary.csv``, ``losses.csv``,
         ``trace.png``, ``rank.png``, ``params.pt`` (learned params) and ``metrics.json`` (written last: its
-        presence marks a complete folder). ``checks`` adds the prior predictive draws and ``ppc.png`` /
-        ``prior_ppc.png`` (``ppgen fit`` writes them). A step that fails is named in ``errors``."""
+        presence marks a complete folder). ``checks`` adds the prior predictive draws, ``ppc.png`` /
+        ``prior_ppc.png`` and the model's graph ``model.svg`` (``ppgen fit`` writes them). A step that fails
+        is named in ``errors``."""
+        from ppgen import graph
         from ppgen import plots as ppgen_plots
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = {**self.config, "versions": versions(), "command": " ".join(sys.argv)}
         write_json(folder / "config.json", config)
+        if checks and self.problem is not None:
+            self._attempt("model.svg", lambda: graph.write(self.problem, folder / "model.svg"))
         if self.chains:
             if checks and self.problem is not None and "prior" not in self.groups:
                 self._attempt("prior_predictive", self._prior_check)

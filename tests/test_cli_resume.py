@@ -13,9 +13,13 @@ import torch
 import ppgen
 from ppgen.cli import main
 
+# sized so that the interrupt lands mid-run with room to spare: SVI checkpoints every 100 steps and is
+# stopped just after the first; a NUTS chain of 150 + 150 still runs for several seconds after the
+# run folder appears (the interrupt comes 1 s after)
+SVI_STEPS = 1000
 RUNS = {
-    "svi": ["--method", "svi", "--steps", "2500", "--num-samples", "100"],
-    "nuts": ["--method", "nuts", "--num-chains", "2", "--num-warmup", "300", "--num-samples", "300"],
+    "svi": ["--method", "svi", "--steps", str(SVI_STEPS), "--num-samples", "100"],
+    "nuts": ["--method", "nuts", "--num-chains", "2", "--num-warmup", "150", "--num-samples", "150"],
 }
 
 
@@ -50,7 +54,7 @@ def test_interrupted_cli_run_resumes_to_the_uninterrupted_result(tmp_path, metho
     assert not (stopped / "metrics.json").exists(), "an interrupted run folder must not look complete"
     if method == "svi":
         done = torch.load(stopped / "checkpoint" / "checkpoint.pt", weights_only=False)["step"]
-        assert 0 < done < 2500, f"the interrupt should land mid-run, not at step {done}"
+        assert 0 < done < SVI_STEPS, f"the interrupt should land mid-run, not at step {done}"
     else:
         assert sorted(p.name for p in (stopped / "checkpoint" / "chains").glob("*.pt")) == ["chain_0.pt"]
 

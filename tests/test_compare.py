@@ -43,7 +43,7 @@ def conjugate():
     # a decaying step size lets the mean-field guide settle at its optimum instead of jittering around it
     svi_optim = pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.998})
     table = ppgen.compare(sum_of_two, {"y": Y}, methods=["enum", "svi", "map", "nuts", "numpyro-nuts"], reference=ref,
-                          seed=0, num_samples=1000, num_warmup=300, steps=1500, progress=False,
+                          seed=0, num_samples=250, num_warmup=200, steps=1500, progress=False,
                           options={"svi": {"optim": svi_optim}, "map": {"lr": 0.05}})
     return table, ref
 
@@ -69,8 +69,10 @@ def test_table_has_every_column_and_a_row_per_method(conjugate):
     enum = table.loc["enum"]
     assert enum["status"] == "not applicable" and "continuous latent" in enum["note"]
     ok = table[table["status"] == "ok"]
-    assert (ok["wall_s"] > 0).all() and (ok["draws"] == 1000).all() and (ok["peak_mem_mb"] >= 0).all()
-    assert table.loc["nuts", "steps"] == 1300 and table.loc["svi", "steps"] == 1500
+    assert (ok["wall_s"] > 0).all() and (ok["peak_mem_mb"] >= 0).all()
+    assert list(ok["draws"]) == [250, 250, 1000, 1000]  # guide draws (the mode repeated for map); 4 chains of 250
+    assert table.loc["nuts", "steps"] == 4 * 450 and table.loc["svi", "steps"] == 1500
+    assert (table.loc[["nuts", "numpyro-nuts"], "r_hat_max"] < 1.05).all()
     assert table.loc["nuts", "divergences"] == 0
     assert np.isfinite(table.loc[["nuts", "numpyro-nuts"], ["ess_bulk_per_s", "ess_tail_per_s"]].to_numpy()).all()
     assert np.isnan(table.loc["svi", "ess_bulk_per_s"])  # guide draws: their error is the bias columns

@@ -44,7 +44,9 @@ def _assert_matches(fit, reference):
 
 @pytest.mark.slow
 def test_pyro_nuts_matches_posteriordb(reference):
-    fit = ppgen.fit("eight_schools", method="nuts", num_samples=2000, num_warmup=500, seed=1, progress=False, jit=True)
+    # 1000 draws: over seeds 1-5 the worst parameter is 0.08 reference sd off in its mean and 9% in its
+    # sd, both about half the tolerance (2000 draws, seed 1: 0.03 and 7%)
+    fit = ppgen.fit("eight_schools", method="nuts", num_samples=1000, num_warmup=500, seed=1, progress=False, jit=True)
     assert fit.diagnostics["divergences"] < 20
     _assert_matches(fit, reference)
 

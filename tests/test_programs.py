@@ -172,7 +172,7 @@ def _cheapest(module) -> tuple[str, list[str]]:
     methods = module.METHODS
     for m in ("map", "svi"):
         if m in methods:
-            return m, ["--steps", "100", "--num-samples", "20"]
+            return m, ["--steps", "30", "--num-samples", "20"]  # the command's path, not the fit, is checked
     for m in ("numpyro-nuts", "nuts", "hmc"):
         if m in methods:
             return m, ["--num-warmup", "30", "--num-samples", "30"]

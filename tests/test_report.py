@@ -69,25 +69,29 @@ def _chromium() -> str | None:
 PROBE = """<script>window.addEventListener('load', () => {
   const images = [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
   const rows = document.querySelectorAll('table.comparison tbody tr').length;
-  document.body.setAttribute('data-probe', JSON.stringify({images, rows}));
+  const table = Math.ceil(document.querySelector('table.comparison').getBoundingClientRect().right);
+  const page = document.documentElement.scrollWidth;
+  document.body.setAttribute('data-probe', JSON.stringify({images, rows, table, page}));
 });</script>"""
 
 
 @pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(written, tmp_path):
-    """Chromium opens the page from disk with the network off; a probe appended to a copy reports
-    the table's rows and each image's decoded size."""
+    """Chromium opens the page from disk with the network off, in a 1280-pixel window; a probe
+    appended to a copy reports the table's rows, each image's decoded size, and how wide the run
+    table and the page are (both must fit the window: no sideways scrolling)."""
     table, page = written
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
+           "--window-size=1280,900", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     found = re.search(r'data-probe="([^"]*)"', dom)
     assert found, f"the page did not finish loading in Chromium; DOM starts {dom[:300]!r}"
     probe = json.loads(found.group(1).replace("&quot;", '"'))
     assert probe["rows"] == len(table)
+    assert probe["table"] <= 1280 and probe["page"] <= 1280, probe
     embedded = [base64.b64decode(b) for b in re.findall(r"src='data:image/png;base64,([^']+)'", page.read_text())]
     sizes = [[True, int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")] for png in embedded]
     assert len(sizes) >= 5 and probe["images"] == sizes  # every plot decoded, at the size its PNG header says

@@ -9,7 +9,7 @@ binarized at 8/16.
 Answer: the ELBO improves over training, and the trained model explains the images better than the
 best model without a latent (independent pixels at their empirical frequencies, log-likelihood
 BASELINE_LL per image; the VAE's ELBO per image, a lower bound, must beat it; a raw Pyro run of the
-same program reaches about RAW_ELBO per image in the same number of steps).
+same program reaches about RAW_ELBO per image in 1500 steps; the test's 800 reach about -13.8).
 """
 import numpy as np
 import pyro
@@ -77,7 +77,7 @@ class VAE(nn.Module):
 model = VAE()
 
 METHODS = {
-    "svi": dict(steps=1500, num_samples=50, lr=0.01),
+    "svi": dict(steps=800, num_samples=50, lr=0.01),  # last/first loss 0.55 (< 0.8), ELBO -13.8 (> -21.3)
 }
 REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only"}
 
