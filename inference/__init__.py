@@ -17,7 +17,9 @@ from ppgen.errors import ConfigError, NotApplicableError, UnknownNameError
 from ppgen.problem import Problem, RunConfig
 from ppgen.registry import Registry
 
-__all__ = ["MethodSpec", "register", "get", "names", "specs", "run"]
+__all__ = ["MethodSpec", "register", "get", "names", "specs", "run", "FAMILIES"]
+
+FAMILIES = ("mcmc", "variational", "exact", "importance")
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,13 @@ class MethodSpec:
     """An inference engine and what kind of answer it gives.
 
     :param family: ``"mcmc"`` (draws from the exact posterior), ``"variational"`` (an optimized
-        approximation, draws from the guide) or ``"exact"`` (enumeration).
+        approximation, draws from the guide), ``"exact"`` (enumeration) or ``"importance"``
+        (weighted draws from a proposal, resampled: their error is the weights', not a chain's).
     :param backend: ``"pyro"`` or ``"numpyro"``: which backend runs the model program.
     :param options: the method-specific keyword arguments it takes, each with its check
         (``name -> check(name, value)``, raising :class:`~ppgen.errors.ConfigError`).
+    :param discrete: the method samples discrete latents itself (a Bayes net's nodes), so it runs on
+        a model whose latents are all discrete.
     """
 
     name: str
@@ -37,6 +42,7 @@ class MethodSpec:
     description: str = ""
     backend: str = "pyro"
     options: Mapping[str, Callable] = field(default_factory=dict)
+    discrete: bool = False
 
     def check(self, options: dict) -> None:
         """Refuse an option this method does not take, or a value its check refuses."""
@@ -53,15 +59,15 @@ names, specs, get, load_all = _REGISTRY.names, _REGISTRY.specs, _REGISTRY.get, _
 
 
 def register(name: str, *, family: str, backend: str = "pyro", description: str = "",
-             options: Mapping[str, Callable] | None = None) -> Callable:
+             options: Mapping[str, Callable] | None = None, discrete: bool = False) -> Callable:
     """Decorator registering ``run(problem, config) -> Fit`` under ``name``."""
-    if family not in ("mcmc", "variational", "exact"):
-        raise ValueError(f"family must be 'mcmc', 'variational' or 'exact', not {family!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(map(repr, FAMILIES))}, not {family!r}")
 
     def decorator(engine: Callable) -> Callable:
         doc = description or (engine.__doc__ or "").strip().split("\n")[0]
         _REGISTRY.add(name, MethodSpec(name=name, run=engine, family=family, description=doc, backend=backend,
-                                       options=dict(options or {})))
+                                       options=dict(options or {}), discrete=discrete))
         return engine
 
     return decorator
@@ -84,7 +90,7 @@ def run(problem: Problem, method: str, *, guide=None, num_samples: int = 1000, n
     """Run ``method`` on a prepared ``problem`` from ``seed``: the :class:`~ppgen.results.Fit`."""
     spec = check_settings(method, options, num_samples=num_samples, num_warmup=num_warmup, steps=steps,
                           num_chains=num_chains)
-    if spec.family == "mcmc" and not problem.names("latent"):
+    if spec.family == "mcmc" and not spec.discrete and not problem.names("latent"):
         found = problem.names("discrete")
         hint = (f"its discrete latent(s) {', '.join(found)} are summed out exactly by method='enum'" if found
                 else "fit its params with method='map' (maximum likelihood)")

@@ -8,6 +8,12 @@ not the joint):
 - ``extras["marginals"]`` = p(z_i | x) for each latent site, as probability tables;
 - ``extras["map"]`` = argmax_z p(z | x), the jointly most probable assignment (max-product);
 - draws: ``num_samples`` joint posterior samples (forward-filter backward-sample).
+
+A Bayes net (a registered network, or a :class:`~ppgen.models.bayesnet.BayesNet` given to
+:func:`ppgen.fit`) runs on its CPT tensors instead, by planned variable elimination
+(:mod:`ppgen.inference.elimination`): one cached plan per marginal, max-product for the MAP, and
+exact draws by the chain rule, ``x_v ~ p(x_v | e, the nodes drawn before it)``, one batched query
+per node over all draws.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from pyro.infer import TraceEnum_ELBO
 
 from ppgen import posterior
 from ppgen.errors import NotApplicableError
-from ppgen.inference import register
+from ppgen.inference import elimination, register
+from ppgen.models.bayesnet import BayesNet
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 
@@ -31,6 +38,8 @@ def _empty_guide(**data):
 @register("enum", family="exact")
 def run_enum(problem: Problem, config: RunConfig) -> Fit:
     """Exact posterior marginals, MAP assignment and log evidence by enumerating discrete latents."""
+    if isinstance(problem.instance, BayesNet):
+        return _run_on_net(problem, config, problem.instance)
     continuous = problem.names("latent")
     if continuous:
         raise NotApplicableError(f"enum needs every latent to be discrete; model {problem.name!r} has continuous "
@@ -50,3 +59,27 @@ def run_enum(problem: Problem, config: RunConfig) -> Fit:
     return Fit(method=config.method, model_name=problem.name, chains={k: v.unsqueeze(0) for k, v in draws.items()},
                seconds=seconds, log_evidence=float(log_evidence), problem=problem,
                extras={"marginals": marginals, "map": {k: v[0] for k, v in best.items()}})
+
+
+def _run_on_net(problem: Problem, config: RunConfig, net: BayesNet) -> Fit:
+    evidence = net._evidence({k: v for k, v in problem.data.items() if k in net.cards})
+    free = [v for v in net.variables if v not in evidence]
+    generator = torch.Generator(net.device).manual_seed(config.seed)
+    start = time.perf_counter()
+    marginals = {v: elimination.marginal(net, [v], evidence)[0] for v in free}
+    log_evidence = float(elimination.log_evidence(net, evidence)[0]) if evidence else 0.0
+    best, _ = elimination.max_product(net, evidence)
+    draws = _chain_rule_draws(net, evidence, free, config.num_samples, generator) if config.num_samples > 0 else {}
+    return Fit(method=config.method, model_name=problem.name, chains={k: v.unsqueeze(0) for k, v in draws.items()},
+               seconds=time.perf_counter() - start, log_evidence=log_evidence, problem=problem,
+               extras={"marginals": marginals, "map": {v: best[v][0] for v in free}})
+
+
+def _chain_rule_draws(net: BayesNet, evidence: dict, free: list, n: int, generator) -> dict:
+    """``n`` exact joint draws of the ``free`` nodes given ``evidence``: each node from its posterior
+    given the evidence and the nodes drawn before it, all ``n`` draws as one batch."""
+    given = {v: x.expand(n) for v, x in evidence.items()}
+    for v in free:
+        probs = elimination.marginal(net, [v], given)  # (n, card)
+        given[v] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return {v: given[v] for v in free}

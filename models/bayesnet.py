@@ -16,11 +16,23 @@ value; missing values are enumerated out. With complete data the posterior is co
     >>> bn = sprinkler()
     >>> bn.query(["rain"], evidence={"wet": 1})     # p(rain | wet grass); bound by ppgen.estimators
     tensor([0.6423, 0.3577], dtype=torch.float64)
+
+States have names (``"0"``, ``"1"``, ... unless given), and evidence takes either; the classic networks
+of the bnlearn repository are bundled (:func:`classic`), and a net reads and writes BIF files
+(:mod:`ppgen.bif`) and converts to and from pgmpy:
+
+    >>> asia = classic("asia")
+    >>> asia.states["xray"]
+    ('yes', 'no')
+    >>> round(float(asia.query(["lung"], {"xray": "yes"})[0]), 4)   # p(lung = yes | xray = yes)
+    0.4887
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+from importlib import resources
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -29,10 +41,11 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from ppgen.errors import DataError
+from ppgen import bif
+from ppgen.errors import DataError, UnknownNameError
 from ppgen.models import register
 
-__all__ = ["BayesNet", "sprinkler", "student", "bundled_table"]
+__all__ = ["BayesNet", "sprinkler", "student", "bundled_table", "classic", "CLASSIC"]
 
 ENUM = {"enumerate": "parallel"}
 
@@ -44,10 +57,13 @@ class BayesNet:
     :param cpts: ``{variable: table}``; ``cpts[v]`` has shape ``(*cards of parents, card(v))`` and its
         last axis sums to 1. Cardinalities are read off the last axes.
     :param dtype, device: of the CPT tensors (float64 by default: exact answers to 1e-12).
+    :param states: ``{variable: its state names}`` (str), one per value of its last CPT axis; a variable
+        left out has states ``("0", "1", ...)``. Evidence takes a state's name or its index.
     """
 
     def __init__(self, parents: Mapping[str, Sequence[str]], cpts: Mapping[str, object],
-                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None,
+                 states: Mapping[str, Sequence[str]] | None = None):
         self.parents = {v: tuple(ps) for v, ps in parents.items()}
         self.variables = _topological_order(self.parents, cpts)
         self.cpts = {v: torch.as_tensor(cpts[v], dtype=dtype, device=device)
@@ -55,6 +71,7 @@ class BayesNet:
         self.cards = {v: self.cpts[v].shape[-1] if self.cpts[v].dim() else 0 for v in self.variables}
         for v in self.variables:
             _check_cpt(v, self.cpts[v], [(p, self.cards[p]) for p in self.parents[v]])
+        self.states = _check_states(states or {}, self.cards)
 
     @property
     def device(self) -> torch.device:
@@ -63,6 +80,15 @@ class BayesNet:
     def __repr__(self) -> str:
         nodes = ", ".join(f"{v}|{','.join(self.parents[v])}" if self.parents[v] else v for v in self.variables)
         return f"BayesNet({nodes})"
+
+    def __eq__(self, other) -> bool:
+        """The same variables, parents (in any order), state names, and CPTs to 1e-12."""
+        if not isinstance(other, BayesNet):
+            return NotImplemented
+        return (set(self.variables) == set(other.variables) and self.states == other.states
+                and all(_same_cpt(v, self, other) for v in self.variables))
+
+    __hash__ = None  # mutable (``fit`` changes the CPTs)
 
     # ---- the generative story -------------------------------------------------------------
     def program(self, evidence: Mapping[str, torch.Tensor] | None = None, num_samples: int | None = None,
@@ -85,6 +111,19 @@ class BayesNet:
             tables[v] = pyro.sample(f"cpt_{v}", dist.Dirichlet(alpha).to_event(alpha.dim() - 1))
         with pyro.plate("rows", x.shape[0]):
             return self._generate(tables, {v: x[:, j] for j, v in enumerate(self.variables)}, self.variables)
+
+    def model(self, **observed):
+        """The net as a Pyro program for :func:`ppgen.fit`, the nodes given as keywords observed (a state's
+        name, its index or a 0-dim tensor), the others enumerated: ``ppgen.fit(net, {"xray": "yes"},
+        method="enum")``."""
+        values = {}
+        for v, value in observed.items():
+            self._check_name(v, "observed")
+            values[v] = torch.tensor(self.state_index(v, value), device=self.device)
+        return self._generate(self.cpts, values, self.variables)
+
+    def guide(self, **observed) -> None:
+        """No guide is needed: every latent node is enumerated."""
 
     def _generate(self, tables: Mapping[str, torch.Tensor], observed: Mapping[str, torch.Tensor],
                   variables: Sequence[str]) -> dict:
@@ -158,17 +197,149 @@ class BayesNet:
         if v not in self.cards:
             raise DataError(f"{role} variable {v!r} is not in the net; variables: {list(self.variables)}")
 
-    def _evidence(self, evidence: Mapping[str, int] | None) -> dict[str, torch.Tensor]:
-        checked = {}
-        for v, value in (evidence or {}).items():
-            self._check_name(v, "evidence")
-            value = torch.as_tensor(value, device=self.device)
-            if value.dim() != 0 or (value.is_floating_point() and value != value.round()):
-                raise DataError(f"evidence on {v!r} must be one integer state; got {value.tolist()}")
-            if not 0 <= int(value) < self.cards[v]:
-                raise DataError(f"evidence {v}={int(value)} is out of range: {v!r} takes values 0..{self.cards[v] - 1}")
-            checked[v] = value.long()
+    def state_index(self, v: str, value) -> int:
+        """The index of ``value`` among ``v``'s states: ``value`` is a state's name or its index."""
+        self._check_name(v, "evidence")
+        if isinstance(value, str):
+            if value not in self.states[v]:
+                raise DataError(f"evidence {v}={value!r} is not a state of {v!r}; states: {', '.join(self.states[v])}")
+            return self.states[v].index(value)
+        try:
+            index = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"evidence on {v!r} must be a state's name or index; got {value!r}") from None
+        if index.dim() != 0 or index.is_complex() or (index.is_floating_point() and index != index.round()):
+            raise DataError(f"evidence on {v!r} must be one integer state; got {index.tolist()}")
+        if not 0 <= int(index) < self.cards[v]:
+            raise DataError(f"evidence {v}={int(index)} is out of range: {v!r} takes values 0..{self.cards[v] - 1}")
+        return int(index)
+
+    def _query(self, variables: Sequence[str], evidence: Mapping[str, object] | None
+               ) -> tuple[tuple[str, ...], dict[str, torch.Tensor]]:
+        """The queried variables, checked (known, not observed, listed once), and the checked evidence."""
+        variables, evidence = tuple(variables), self._evidence(evidence)
+        if not variables:
+            raise DataError("query needs at least one variable")
+        for v in variables:
+            self._check_name(v, "queried")
+            if v in evidence:
+                raise DataError(f"variable {v!r} is both queried and observed (evidence {v}={evidence[v].tolist()})")
+        if len(set(variables)) != len(variables):
+            raise DataError(f"query lists a variable twice: {list(variables)}")
+        return variables, evidence
+
+    def _evidence(self, evidence: Mapping[str, object] | None) -> dict[str, torch.Tensor]:
+        """``{v: long tensor}`` of shape ``()`` for one state (a name or an index) or ``(B,)`` for a batch
+        of ``B`` (a 1-D sequence, array or tensor of names or indices); every batch has the same ``B``."""
+        checked = {v: self._evidence_value(v, value) for v, value in (evidence or {}).items()}
+        sizes = {v: value.shape[0] for v, value in checked.items() if value.dim()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"batched evidence must have one batch size; got {sizes}")
         return checked
+
+    def _evidence_value(self, v: str, value) -> torch.Tensor:
+        self._check_name(v, "evidence")
+        batched = isinstance(value, (Sequence, np.ndarray, torch.Tensor)) and getattr(value, "ndim", 1) > 0
+        if isinstance(value, str) or not batched:
+            return torch.tensor(self.state_index(v, value), device=self.device)
+        items = value.tolist() if isinstance(value, np.ndarray) else value
+        if any(isinstance(x, str) for x in items):
+            return torch.tensor([self.state_index(v, x) for x in items], dtype=torch.long, device=self.device)
+        try:
+            batch = torch.as_tensor(value, device=self.device)
+        except (TypeError, ValueError, RuntimeError):
+            batch = None
+        if batch is None or batch.dim() != 1 or batch.is_complex() or (
+                batch.is_floating_point() and bool((batch != batch.round()).any())):
+            raise DataError(f"evidence on {v!r} must be one state (a name or an index) or a 1-D batch of them; "
+                            f"got {value!r}")
+        bad = (batch < 0) | (batch >= self.cards[v])
+        if bool(bad.any()):
+            raise DataError(f"evidence {v}={batch[bad][0].item():g} is out of range: {v!r} takes values "
+                            f"0..{self.cards[v] - 1}")
+        return batch.long()
+
+    # ---- BIF files and pgmpy --------------------------------------------------------------
+    @classmethod
+    def from_bif(cls, source: str | os.PathLike, **kwargs) -> "BayesNet":
+        """A net read from a BIF file (or its text; see :func:`ppgen.bif.read`); ``kwargs`` go to the constructor."""
+        parsed = bif.read(source)
+        return cls(parsed.parents, parsed.tables, states=parsed.states, **kwargs)
+
+    def to_bif(self, path: str | os.PathLike | None = None, name: str = "unknown") -> str | None:
+        """Write the net as a BIF file at ``path`` (gzipped if it ends in ``.gz``), or return the text."""
+        written = bif.BIF(name=name, variables=self.variables, states=dict(self.states), parents=dict(self.parents),
+                          tables={v: self.cpts[v].detach().cpu().double().numpy() for v in self.variables})
+        if path is None:
+            return bif.dumps(written)
+        bif.write(written, path)
+        return None
+
+    @classmethod
+    def from_pgmpy(cls, model, **kwargs) -> "BayesNet":
+        """A net from pgmpy's ``DiscreteBayesianNetwork`` of ``TabularCPD``s (state names become str);
+        ``kwargs`` go to the constructor."""
+        network_class, cpd_class = _pgmpy()
+        if not isinstance(model, network_class):
+            raise DataError(f"from_pgmpy takes a pgmpy DiscreteBayesianNetwork; got {type(model).__name__}")
+        cpds = {}
+        for node in model.nodes():
+            cpd = model.get_cpds(node)
+            if not isinstance(cpd, cpd_class):
+                raise DataError(f"the pgmpy model has no TabularCPD for {str(node)!r}")
+            cpds[str(node)] = cpd
+        return cls(parents={v: [str(p) for p in cpd.variables[1:]] for v, cpd in cpds.items()},
+                   cpts={v: torch.as_tensor(cpd.values).movedim(0, -1) for v, cpd in cpds.items()},
+                   states={v: [str(s) for s in cpd.state_names[cpd.variable]] for v, cpd in cpds.items()}, **kwargs)
+
+    def to_pgmpy(self):
+        """The net as pgmpy's ``DiscreteBayesianNetwork``, with one ``TabularCPD`` (and its state names) per node."""
+        network_class, cpd_class = _pgmpy()
+        model = network_class([(p, v) for v in self.variables for p in self.parents[v]])
+        model.add_nodes_from(self.variables)
+        for v in self.variables:
+            family = (v, *self.parents[v])
+            values = self.cpts[v].detach().cpu().double().movedim(-1, 0).reshape(self.cards[v], -1).numpy()
+            model.add_cpds(cpd_class(v, self.cards[v], values, evidence=list(self.parents[v]) or None,
+                                     evidence_card=[self.cards[p] for p in self.parents[v]] or None,
+                                     state_names={u: list(self.states[u]) for u in family}))
+        return model
+
+
+def _check_states(states: Mapping[str, Sequence[str]], cards: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
+    """Every variable's state names as a tuple of str, one per value, none twice; ``("0", "1", ...)`` by default."""
+    unknown = sorted(set(states) - set(cards))
+    if unknown:
+        raise DataError(f"states given for {unknown}, which are not variables of the net {list(cards)}")
+    checked = {}
+    for v, card in cards.items():
+        names = tuple(str(s) for s in states[v]) if v in states else tuple(map(str, range(card)))
+        if len(names) != card:
+            raise DataError(f"variable {v!r} has {card} states (its CPT's last axis) but {len(names)} state names "
+                            f"were given: {', '.join(names)}")
+        if len(set(names)) != card:
+            raise DataError(f"variable {v!r} has a state name twice: {', '.join(names)}")
+        checked[v] = names
+    return checked
+
+
+def _same_cpt(v: str, net: BayesNet, other: BayesNet) -> bool:
+    """Whether ``v`` has the same parents and CPT in both nets, ``other``'s axes put in ``net``'s parent order."""
+    ours, theirs = net.parents[v], other.parents[v]
+    if set(ours) != set(theirs):
+        return False
+    table = other.cpts[v].permute(*(theirs.index(p) for p in ours), len(ours))
+    return table.shape == net.cpts[v].shape and torch.allclose(table.to(net.cpts[v]), net.cpts[v], rtol=0, atol=1e-12)
+
+
+def _pgmpy():
+    """pgmpy's network and CPD classes, imported on first use (pgmpy is optional)."""
+    try:
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.models import DiscreteBayesianNetwork
+    except ImportError as error:
+        raise ImportError("converting to or from pgmpy needs pgmpy: pip install pgmpy") from error
+    return DiscreteBayesianNetwork, TabularCPD
 
 
 def _categorical(name: str, probs: torch.Tensor, value: torch.Tensor | None) -> torch.Tensor:
@@ -267,6 +438,18 @@ def student(**kwargs) -> BayesNet:
               "letter": [[0.1, 0.9], [0.4, 0.6], [0.99, 0.01]]},
         **kwargs,
     )
+
+
+CLASSIC = ("asia", "cancer", "earthquake", "survey", "sachs", "child", "insurance", "alarm", "water", "hailfinder")
+
+
+def classic(name: str, **kwargs) -> BayesNet:
+    """One of the classic networks of the bnlearn repository, bundled (``CLASSIC``; sources and licenses
+    in ``ppgen/data/bnlearn/SOURCES.md``); ``kwargs`` go to the constructor (``dtype``, ``device``)."""
+    if name not in CLASSIC:
+        raise UnknownNameError(f"unknown classic network {name!r}; the bundled ones are {', '.join(CLASSIC)}")
+    with resources.as_file(resources.files("ppgen.data").joinpath("bnlearn", f"{name}.bif.gz")) as path:
+        return BayesNet.from_bif(path, **kwargs)
 
 
 def bundled_table(net: BayesNet, n: int = 400, missing: float = 0.1, seed: int = 0) -> np.ndarray:

@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="run several inference methods on one model; table, plots and an HTML report")
     c.add_argument("model", help="a registered model name or path/to/file.py:function")
-    c.add_argument("--methods", default="svi,map,nuts,numpyro-nuts,enum",
-                   help="comma-separated methods (default: svi,map,nuts,numpyro-nuts,enum)")
+    c.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: svi,map,nuts,numpyro-nuts,enum; for a model whose "
+                        "latents are all discrete, a Bayes net: enum,likelihood-weighting,gibbs)")
     c.add_argument("--data", default=None, help="a .json or .csv data file (default: the model's bundled data)")
     c.add_argument("--reference", default="auto",
                    help="auto, exact, model, longest, one of the methods, a posteriordb *.draws.json.zip "
@@ -163,7 +164,8 @@ def _run_fit(args, problem, method: str, out: Path, writer: bool) -> int:
     print()
     if fit.chains and "summary.csv" not in fit.errors:
         summary = fit.summary()
-        print(_summary_text(summary, method, max_rows=40))
+        named = _named_marginals(fit)
+        print(named if named else _summary_text(summary, method, max_rows=40))
         from ppgen import diagnose, inference
 
         found = diagnose.flags(fit.to_arviz(), summary, family=inference.get(method).family, method=method,
@@ -176,6 +178,26 @@ def _run_fit(args, problem, method: str, out: Path, writer: bool) -> int:
         print(f"not written: {step} ({error})", file=sys.stderr)
     print(f"run folder: {out}")
     return 0
+
+
+def _named_marginals(fit, max_rows: int = 40) -> str | None:
+    """For exact marginals of a model whose states have names (a Bayes net): ``p(v | data)`` state by
+    state, and the MAP state (``*``); ``None`` for any other fit."""
+    states = getattr(fit.problem.instance, "states", None) if fit.problem is not None else None
+    marginals = fit.extras.get("marginals") if isinstance(fit.extras, dict) else None
+    if not marginals or not isinstance(states, dict):
+        return None
+    best = fit.extras.get("map", {})
+    given = ", ".join(f"{k}={v if isinstance(v, str) else states[k][int(v)]}" for k, v in fit.problem.data.items()
+                      if k in states)
+    lines = [f"p(node | {given or 'nothing observed'}), * the joint MAP assignment:"]
+    for v, probs in list(marginals.items())[:max_rows]:
+        cells = [f"{'*' if v in best and int(best[v]) == i else ''}{name} {float(p):.4f}"
+                 for i, (name, p) in enumerate(zip(states[v], probs.reshape(-1)))]
+        lines.append(f"  {v}: " + ", ".join(cells))
+    if len(marginals) > max_rows:
+        lines.append(f"  ... {len(marginals) - max_rows} more (ppgen.load(folder).extras['marginals'])")
+    return "\n".join(lines)
 
 
 def _summary_text(summary, method: str, max_rows: int) -> str:
@@ -197,8 +219,8 @@ def _compare(args) -> int:
     from ppgen.runfolder import claimed
 
     data = read_data_file(args.data) if args.data else None
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    variational = [m for m in methods if inference.get(m).family == "variational"]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    variational = [m for m in methods or () if inference.get(m).family == "variational"]
     options = {m: {"lr": args.lr} for m in variational} if args.lr is not None else {}
     out = Path(args.out or f"runs/compare-{resolve_model(args.model).name}")
     with claimed(out, numbered=args.out is None, force=args.force) as out:

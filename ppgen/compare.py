@@ -19,6 +19,7 @@ The table's columns (:data:`COLUMNS`), one row per run:
 - ``ess_bulk_per_s``, ``ess_tail_per_s``: the smallest bulk / tail ESS over parameters (ArviZ's
   rank-normalized estimators) per wall second, for MCMC and exact runs only: draws from a
   variational guide are independent by construction, and their error is the bias columns;
+  importance runs (likelihood weighting) show the Kish ESS of their weights as bulk ESS;
 - ``r_hat_max``: the largest rank-normalized split r_hat (needs two chains or more);
   ``divergences``: divergent transitions after warmup;
 - ``mean_err_max``, ``mean_err_avg``, ``sd_err_max``, ``sd_err_avg``: max and mean of ``|mean_err_j|``
@@ -46,9 +47,10 @@ from ppgen.errors import NotApplicableError, NumericalError
 from ppgen.memory import PeakMemory
 from ppgen.references import Reference
 
-__all__ = ["compare", "Comparison", "Run", "COLUMNS", "DEFAULT_METHODS"]
+__all__ = ["compare", "Comparison", "Run", "COLUMNS", "DEFAULT_METHODS", "DISCRETE_METHODS"]
 
 DEFAULT_METHODS = ("svi", "map", "nuts", "numpyro-nuts", "enum")
+DISCRETE_METHODS = ("enum", "likelihood-weighting", "gibbs")  # the default when every latent is discrete
 COLUMNS = ["method", "family", "status", "seed", "wall_s", "steps", "draws", "ess_bulk_per_s", "ess_tail_per_s",
            "r_hat_max", "divergences", "mean_err_max", "mean_err_avg", "sd_err_max", "sd_err_avg", "elbo",
            "log_evidence", "peak_mem_mb", "note"]
@@ -110,14 +112,15 @@ def format_value(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=None, seed: int = 0, *,
+def compare(model, data: dict | None = None, methods=None, reference=None, seed: int = 0, *,
             num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4, steps: int = 2000,
             options: dict | None = None, device="auto", dtype: torch.dtype | None = None,
             progress: bool = True) -> Comparison:
     """Fit ``model`` to ``data`` with each of ``methods`` and tabulate them against a reference.
 
     :param methods: method names (``ppgen.inference.names()``) and/or :class:`Run` entries (a method
-        under another label with its own options); run ``i`` gets seed ``seed + i``.
+        under another label with its own options); run ``i`` gets seed ``seed + i``. ``None``:
+        :data:`DISCRETE_METHODS` when every latent is discrete (a Bayes net), else :data:`DEFAULT_METHODS`.
     :param reference: ``None``/``"auto"`` (the model's registered reference, else exact enumeration
         when every latent is discrete, else the longest MCMC run among ``methods``), ``"exact"``,
         ``"model"``, ``"longest"``, a run's label, a posteriordb ``*.draws.json.zip`` file, a JSON
@@ -129,10 +132,12 @@ def compare(model, data: dict | None = None, methods=DEFAULT_METHODS, reference=
 
     Bad data, an unknown method and an unusable reference are refused before anything runs.
     """
+    problem = prepare(model, data, device=device, dtype=dtype)
+    if methods is None:
+        methods = DISCRETE_METHODS if problem.has_discrete and not problem.names("latent") else DEFAULT_METHODS
     runs = _runs(methods, options or {})
     for run in runs:
         inference.get(run.method)  # an unknown name fails here, not after the first runs
-    problem = prepare(model, data, device=device, dtype=dtype)
     spec = resolve_model(model)
     ref = references.resolve(reference, problem, spec, [r.label for r in runs], device=device, dtype=dtype)
     common = dict(num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, steps=steps,
@@ -183,11 +188,12 @@ def _runs(methods, options: dict) -> list[Run]:
 
 
 def _run_one(model, data, problem, run: Run, seed: int, common: dict) -> tuple[dict, object]:
-    family = inference.get(run.method).family
+    spec = inference.get(run.method)
+    family = spec.family
     row = {"method": run.method, "family": family, "seed": seed, "status": "ok", "note": ""}
     kwargs = {**common, **run.options}
     try:
-        if family != "exact" and not problem.names("latent"):
+        if family != "exact" and not spec.discrete and not problem.names("latent"):
             raise NotApplicableError(f"model {problem.name!r} has no continuous latents (only discrete ones, "
                                      f"{', '.join(problem.names('discrete'))}): enumerate them with enum")
         with PeakMemory(problem.device) as memory:
@@ -220,8 +226,10 @@ def _measure(fit, ref: Reference | None, family: str, label: str) -> tuple[dict,
     for i, name in enumerate(names):
         mean[i], sd[i] = exact.get(name, (mean[i], sd[i]))
     ess_bulk = ess_tail = rhat = np.full(len(names), math.nan)
-    if family != "variational" and ndraws >= 4:
+    if family in ("mcmc", "exact") and ndraws >= 4:
         ess_bulk, ess_tail, rhat = _ess_rhat(draws)
+    elif family == "importance":  # resampled draws repeat: they are worth at most the weights' Kish ESS
+        ess_bulk = np.full(len(names), fit.diagnostics.get("ess_kish", math.nan))
     detail = pd.DataFrame({"run": label, "param": names, "mean": mean, "sd": sd, "ess_bulk": ess_bulk,
                            "ess_tail": ess_tail, "r_hat": rhat})
     detail["ref_mean"], detail["ref_sd"] = math.nan, math.nan

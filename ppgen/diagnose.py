@@ -1,7 +1,8 @@
 """Reading a posterior the way a careful statistician would: ArviZ's summary plus a one-line flag,
 with a hint, for each known failure of the method's family (:func:`flags`, :func:`diagnose`): r_hat,
 ESS, MCSE, divergences, E-BFMI and tree depth for MCMC; the guide's Pareto k-hat, point estimates
-and ELBO convergence for variational methods; PSIS-LOO's Pareto k for all. And the pictures that
+and ELBO convergence for variational methods; the weights' Kish ESS and Pareto k-hat for importance
+sampling (likelihood weighting); PSIS-LOO's Pareto k for all. And the pictures that
 show them (:func:`plots`): trace, rank, pair with divergences marked, energy and posterior-predictive."""
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def flags(idata, summary=None, *, family: str | None = None, method: str | None 
 def diagnose(idata, summary=None, *, family: str | None = None, method: str | None = None,
              diagnostics: dict | None = None, losses=None) -> tuple[list[Check], list[Flag]]:
     """The checks that suit a run of ``method`` (default ``idata.attrs["ppgen_method"]``) of
-    ``family`` (``"mcmc"``, ``"variational"``, ``"exact"``; ``None``: unknown, checked as MCMC),
+    ``family`` (``"mcmc"``, ``"variational"``, ``"exact"``, ``"importance"``; ``None``: unknown, checked as MCMC),
     and the problems they find. ``diagnostics`` are the fit's own (``Fit.diagnostics``, saved in
     ``metrics.json``), ``losses`` its per-step losses.
 
@@ -67,6 +68,8 @@ def diagnose(idata, summary=None, *, family: str | None = None, method: str | No
       sampler statistics the run recorded (those it lacks are named, with the reason);
     - variational: the guide's Pareto k-hat (computed at fit time, it needs the model), whether the
       draws are one point (MAP), ELBO convergence; r_hat and ESS do not apply to independent draws;
+    - importance: the weights' Kish ESS and the Pareto k-hat of their tail (computed at fit time:
+      the resampled draws no longer carry the weights);
     - every family: PSIS-LOO's Pareto k per observation.
     """
     diagnostics = diagnostics or {}
@@ -81,6 +84,8 @@ def diagnose(idata, summary=None, *, family: str | None = None, method: str | No
         point = _variational_checks(idata, diagnostics, losses, checks, found)
     else:
         point = False
+    if family == "importance":
+        _importance_checks(diagnostics, checks, found)
     if point:
         checks.append(Check("pareto_k", False, "PSIS-LOO needs draws from a posterior, not one point"))
     else:
@@ -164,16 +169,9 @@ def _tree_depth_check(depth: np.ndarray, max_depth: int, checks: list, found: li
 def _variational_checks(idata, diagnostics: dict, losses, checks: list, found: list) -> bool:
     """The guide's Pareto k-hat, whether the draws are one point, ELBO convergence; returns
     whether the draws are one point."""
-    k = diagnostics.get("guide_pareto_k")
-    if isinstance(k, (int, float)):
-        checks.append(Check("guide_pareto_k", True, f"k-hat {k:.2f}, flag above {PARETO_K_MAX}"))
-        if k > PARETO_K_MAX:
-            found.append(Flag("guide_pareto_k", f"the guide as importance proposal for the posterior has Pareto "
-                                                f"k-hat {k:.2f} > {PARETO_K_MAX}",
-                              "the guide misses posterior mass: its draws understate the posterior's spread; try "
-                              "a richer guide (mvn, flow) or nuts"))
-    else:
-        checks.append(Check("guide_pareto_k", False, k or "the run did not compute it"))
+    _pareto_check("guide_pareto_k", diagnostics.get("guide_pareto_k"), "the guide as importance proposal for the "
+                  "posterior has", "the guide misses posterior mass: its draws understate the posterior's spread; "
+                  "try a richer guide (mvn, flow) or nuts", checks, found)
     values = [np.asarray(v.values, dtype=float) for v in idata.posterior.data_vars.values()]
     point = all(np.allclose(v, v[:1, :1], rtol=1e-5, atol=1e-6) for v in values)  # up to the transforms' rounding
     checks.append(Check("point_estimate", True, "flag draws that are all one point"))
@@ -185,6 +183,31 @@ def _variational_checks(idata, diagnostics: dict, losses, checks: list, found: l
     else:
         _elbo_check(np.asarray(losses, dtype=float), checks, found)
     return point
+
+
+def _importance_checks(diagnostics: dict, checks: list, found: list) -> None:
+    """Kish's ``(sum w)^2 / sum w^2``: how many independent draws the weighted sample is worth; and
+    the Pareto k-hat of the weights' right tail (above 0.7 a few weights dominate any estimate)."""
+    ess = diagnostics.get("ess_kish")
+    if isinstance(ess, (int, float)):
+        checks.append(Check("ess_kish", True, f"{ess:.0f}, flag below {ESS_MIN}"))
+        if ess < ESS_MIN:
+            found.append(Flag("ess_kish", f"the weighted draws are worth {ess:.0f} independent ones (< {ESS_MIN})",
+                              "draw more samples; evidence the prior finds unlikely starves the weights: try gibbs"))
+    else:
+        checks.append(Check("ess_kish", False, "the run did not record it"))
+    _pareto_check("weights_pareto_k", diagnostics.get("weights_pareto_k"), "the importance weights have",
+                  "a few samples carry the estimate: draw more samples, or use gibbs", checks, found)
+
+
+def _pareto_check(name: str, k, what: str, hint: str, checks: list, found: list) -> None:
+    """A Pareto k-hat the run recorded (a number, or why it has none), flagged above PARETO_K_MAX."""
+    if not isinstance(k, (int, float)):
+        checks.append(Check(name, False, k or "the run did not compute it"))
+        return
+    checks.append(Check(name, True, f"k-hat {k:.2f}, flag above {PARETO_K_MAX}"))
+    if k > PARETO_K_MAX:
+        found.append(Flag(name, f"{what} Pareto k-hat {k:.2f} > {PARETO_K_MAX}", hint))
 
 
 def _elbo_check(losses: np.ndarray, checks: list, found: list) -> None:

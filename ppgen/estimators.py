@@ -24,7 +24,10 @@ import torch
 
 from ppgen.api import fit as run_fit
 from ppgen.errors import ConfigError, DataError, NotApplicableError
-from ppgen.inference.exact import enumerated_trace, infer_values, log_joint
+from ppgen.inference import elimination
+from ppgen.inference.exact import enumerated_trace, infer_values
+from ppgen.inference.gibbs import gibbs
+from ppgen.inference.likelihood_weighting import likelihood_weighting
 from ppgen.inference.svi import train
 from ppgen.models.autoencoder import Autoencoder, no_latents
 from ppgen.models.bayesnet import BayesNet
@@ -51,39 +54,85 @@ def bound_to(cls: type, name: str, wrap: Callable | None = None) -> Callable:
 # --- Bayes nets: exact queries by variable elimination, learning by conjugacy or any method
 
 
+APPROXIMATE = {"likelihood-weighting": likelihood_weighting, "gibbs": gibbs}
+
+
 @bound_to(BayesNet, "query")
-def bayesnet_query(self, variables: Sequence[str], evidence: Mapping[str, int] | None = None) -> torch.Tensor:
-    """The exact posterior ``p(variables | evidence)``: a table with one axis per variable, in the
-    order given."""
-    variables = list(variables)
-    evidence = self._evidence(evidence)
-    if not variables:
-        raise DataError("query needs at least one variable")
-    for v in variables:
-        self._check_name(v, "queried")
-        if v in evidence:
-            raise DataError(f"variable {v!r} is both queried and observed (evidence {v}={int(evidence[v])})")
-    if len(set(variables)) != len(variables):
-        raise DataError(f"query lists a variable twice: {variables}")
-    table = log_joint(self.program, variables, evidence, keep=[*variables, *evidence])
-    return (table - table.logsumexp(tuple(range(table.dim())), keepdim=True)).exp()
+def bayesnet_query(self, variables: Sequence[str], evidence: Mapping | None = None, *, method: str = "exact",
+                   as_frame: bool = False, **options):
+    """The posterior ``p(variables | evidence)``: a table with one axis per variable, in the order
+    given, and states in the order of :attr:`states` (``net.states[v][i]`` names index ``i``).
+
+    Evidence values are states by index or by name; a 1-D array of them per variable asks B queries at
+    once (one contraction), and the table gets a leading axis of size B. ``as_frame=True``: a pandas
+    DataFrame indexed by the state names (one column ``"p"``, or one per query of a batch).
+
+    ``method="exact"``: variable elimination, planned once per pattern of queried and observed nodes
+    (:mod:`ppgen.inference.elimination`). ``"likelihood-weighting"`` or ``"gibbs"`` (for nets too wide
+    to eliminate; ``options`` such as ``num_samples`` and ``seed`` go to them): an
+    :class:`~ppgen.inference.likelihood_weighting.Estimate` with the table, its standard errors and
+    effective sample size (``as_frame``: columns ``"p"`` and ``"stderr"``).
+    """
+    if method in APPROXIMATE:
+        estimate = APPROXIMATE[method](self, variables, evidence, **options)
+        if not as_frame:
+            return estimate
+        frame = _frame(self, list(estimate.variables), estimate.probs, batched=False)
+        frame["stderr"] = estimate.stderr.reshape(-1).cpu().numpy()
+        return frame
+    if method != "exact" or options:
+        raise ConfigError(f"query's method is 'exact', 'likelihood-weighting' or 'gibbs', got {method!r}"
+                          if method != "exact" else f"exact queries take no options; got {sorted(options)}")
+    variables, evidence = self._query(variables, evidence)
+    table = elimination.marginal(self, variables, evidence)
+    batched = any(x.dim() for x in evidence.values())
+    impossible = table.reshape(table.shape[0], -1).isnan().any(-1)
+    if bool(impossible.any()):
+        row = int(impossible.nonzero()[0])
+        given = ", ".join(f"{v}={self.states[v][int(x[row] if x.dim() else x)]}" for v, x in evidence.items())
+        raise DataError(f"the evidence {given} has probability 0 under the net"
+                        + (f" (query {row} of the batch)" if batched else ""))
+    table = table if batched else table[0]
+    return _frame(self, list(variables), table, batched) if as_frame else table
+
+
+def _frame(net: BayesNet, variables: list[str], table: torch.Tensor, batched: bool):
+    import pandas as pd
+
+    index = pd.MultiIndex.from_product([net.states[v] for v in variables], names=variables) if len(variables) > 1 \
+        else pd.Index(net.states[variables[0]], name=variables[0])
+    flat = table.reshape(table.shape[0], -1).T if batched else table.reshape(-1, 1)
+    return pd.DataFrame(flat.cpu().numpy(), index=index, columns=range(table.shape[0]) if batched else ["p"])
 
 
 @bound_to(BayesNet, "log_evidence")
-def bayesnet_log_evidence(self, evidence: Mapping[str, int] | None = None) -> torch.Tensor:
-    """``log p(evidence)``, all other nodes summed out (0 for no evidence)."""
+def bayesnet_log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
+    """``log p(evidence)``, all other nodes summed out (0 for no evidence); ``(B,)`` for a batch."""
     evidence = self._evidence(evidence)
     if not evidence:
         return self.cpts[self.variables[0]].new_zeros(())
-    return log_joint(self.program, (), evidence, keep=list(evidence))
+    out = elimination.log_evidence(self, evidence)
+    return out if any(x.dim() for x in evidence.values()) else out[0]
 
 
 @bound_to(BayesNet, "map")
-def bayesnet_map(self, evidence: Mapping[str, int] | None = None) -> dict[str, int]:
-    """The most probable joint assignment of all unobserved nodes, ``argmax_z p(z | evidence)``."""
+def bayesnet_map(self, evidence: Mapping | None = None, *, as_names: bool = False) -> dict:
+    """The most probable joint assignment of all unobserved nodes, ``argmax_z p(z | evidence)``, by
+    max-product elimination and backtracking: ``{v: state index}`` (``as_names``: state names); for
+    a batch of evidence, ``{v: (B,) indices}`` (``as_names``: lists of names)."""
     evidence = self._evidence(evidence)
-    values = infer_values(self.program, evidence, temperature=0)
-    return {v: int(values[v]) for v in self.variables if v not in evidence}
+    values, _ = elimination.max_product(self, evidence)
+    batched = any(x.dim() for x in evidence.values())
+    out = {}
+    for v in self.variables:
+        if v in evidence:
+            continue
+        x = values[v]
+        if as_names:
+            out[v] = [self.states[v][i] for i in x.tolist()] if batched else self.states[v][int(x[0])]
+        else:
+            out[v] = x if batched else int(x[0])
+    return out
 
 
 @bound_to(BayesNet, "sample")

@@ -85,8 +85,11 @@ def broadcasts(problem: Problem) -> bool:
     if "broadcasts" not in problem.cache:
         probe = _probe_draws(problem)
         names = problem.names("observed", "factor")
+        # with no continuous latent the discrete draws are conditioned on, not enumerated (as
+        # pointwise_log_likelihood does): enumerating a whole Bayes net would build its joint table
+        conditioned = problem.has_discrete and not problem.names("latent")
         checks = [(_log_densities(problem, names), _batch_shapes(problem, names),
-                   problem.enumerated(problem.full_model))]
+                   problem.full_model if conditioned else problem.enumerated(problem.full_model))]
         if not problem.has_discrete and problem.names("deterministic"):
             deterministic = problem.names("deterministic")
             checks.append((_values(deterministic), _shapes(problem, deterministic), problem.full_model))
@@ -141,9 +144,15 @@ def pointwise_log_likelihood(problem: Problem, draws: dict) -> dict:
 
     Discrete latents are enumerated and summed out of each observed site's term (exact for local
     latents such as mixture assignments; chains of discrete latents are not factorized per point).
+    A program whose latents are all discrete has nothing left to vary by draw once they are summed
+    out, so there each term is ``log p(x_i | the discrete latents drawn)``.
     """
     names = problem.names("observed")
     continuous = {k: v for k, v in draws.items() if problem.sites[k].kind == "latent"}
+    if not continuous:  # summed out, every draw would give the same terms: condition on the discrete draws
+        given = {k: v for k, v in draws.items() if problem.sites[k].kind == "discrete"}
+        return over_draws(problem, _log_densities(problem, names), given, count(draws),
+                          _batch_shapes(problem, names), program=problem.full_model)
     return over_draws(problem, _log_densities(problem, names), continuous, count(draws),
                       _batch_shapes(problem, names), program=problem.enumerated(problem.full_model))
 
@@ -266,11 +275,13 @@ def _flatten(name: str, value, n: int, shape: tuple, event_dim: int, lead: int) 
 
 
 def _probe_draws(problem: Problem) -> dict:
-    """Two draws of the continuous latents at Stan's initial values."""
+    """Two draws of the continuous latents at Stan's initial values (of the discrete ones, from the
+    program, where there are no continuous latents)."""
     program = InitMessenger(init_to_unconstrained_uniform)(problem.full_model)
     with torch.random.fork_rng(devices=[problem.device] if problem.device.type == "cuda" else []):
         traces = [_run(problem, lambda p, dim: _trace(p), program, None) for _ in range(2)]
-    return {k: torch.stack([tr.nodes[k]["value"] for tr in traces]) for k in problem.names("latent")}
+    names = problem.names("latent") or problem.names("discrete")
+    return {k: torch.stack([tr.nodes[k]["value"] for tr in traces]) for k in names}
 
 
 def _take(draws: dict, start: int, stop: int) -> dict:

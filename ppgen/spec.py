@@ -102,8 +102,9 @@ def spec_of(model) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     if callable(getattr(model, "model", None)):  # an object with model/guide methods (Pyro's examples/vae)
-        guide = getattr(model, "guide", None)
-        return ModelSpec(type(model).__name__, model.model, guide=guide if callable(guide) else None,
+        guide = getattr(model, "guide", None)  # built by a factory returning the object itself, so engines
+        # that use more than its program (a Bayes net's CPTs, say) find it as ``problem.instance``
+        return ModelSpec(type(model).__name__, factory=lambda: model, guide=guide if callable(guide) else None,
                          backends=_backends_of(model.model))
     if callable(model):  # a function, or a PyroModule whose forward is the model
         name = getattr(model, "__name__", None) or type(model).__name__

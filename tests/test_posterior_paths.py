@@ -28,13 +28,15 @@ def _corpus_program(name: str):
 
 
 def _draws(problem, n: int = 3) -> dict:
-    """``n`` draws of the continuous latents at Stan's initial values (valid by construction)."""
+    """``n`` draws of the continuous latents at Stan's initial values (valid by construction); of the
+    discrete ones, drawn by the program, where there are no continuous latents (as a fit's draws hold)."""
     traces = []
     with torch.no_grad(), problem.placement(), poutine.block():
         for _ in range(n):
             traces.append(poutine.trace(InitMessenger(init_to_unconstrained_uniform)(problem.full_model))
                           .get_trace(**problem.data))
-    return {k: torch.stack([tr.nodes[k]["value"] for tr in traces]) for k in problem.names("latent")}
+    names = problem.names("latent") or problem.names("discrete")
+    return {k: torch.stack([tr.nodes[k]["value"] for tr in traces]) for k in names}
 
 
 def _evaluate(problem, draws: dict, vectorized: bool) -> dict:
