@@ -1,7 +1,11 @@
-"""What the benchmarks share: the time of a call with the GPU's queue drained, and one
-``torch.optim.Adam`` as the ``optim`` of ppgen's training loop."""
+"""What the benchmarks share: the time of a call with the GPU's queue drained, one
+``torch.optim.Adam`` as the ``optim`` of ppgen's training loop, and :func:`record`, which hands a
+benchmark's headline ratios to ``bench/all.py``."""
 from __future__ import annotations
 
+import json
+import operator
+import os
 import time
 
 import torch
@@ -36,3 +40,19 @@ class OneAdam:
             else:
                 self.optimizer.add_param_group({"params": new})
         self.optimizer.step()
+
+
+TARGETS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+
+
+def record(bench: str, what: str, ratio: float, target: str) -> None:
+    """One headline ratio of a benchmark (``target`` like ``"<= 1.25"``), appended as a JSON line to
+    the file ``$PPGEN_BENCH_RESULTS`` names when ``bench/all.py`` runs it; nothing otherwise."""
+    path = os.environ.get("PPGEN_BENCH_RESULTS")
+    if not path:
+        return
+    sign, bound = target.split()
+    row = {"bench": bench, "what": what, "ratio": float(ratio), "target": target,
+           "met": bool(TARGETS[sign](float(ratio), float(bound)))}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")

@@ -1,12 +1,19 @@
-"""Eight schools, one chain: effective samples per second of Pyro NUTS, Pyro NUTS with JIT, ppgen's
-``numpyro-nuts`` and raw NumPyro on the same model, in one run.
+"""Effective samples per second of NUTS, one chain, in one run.
+
+Eight schools: Pyro NUTS without JIT (``jit=False``), ppgen's ``nuts`` as it runs by default (the
+potential energy compiled once the check before sampling passes), ppgen's ``numpyro-nuts`` and raw
+NumPyro on the same model. A user's plain Pyro regression (no pyroapi: ``y ~ Normal(a + b x, sigma)``,
+100 points): the two Pyro rows. Both Pyro rows run the same sampler from the same seed and initial
+values, so their ratio is what compiling the potential gives.
 
 ESS is the smallest bulk ESS over all parameters (ArviZ); seconds are the wall time of the sampler
-run (warmup and compilation included, as a user waits for them). Each NumPyro variant runs
-``--repeats`` times, interleaved, and reports its fastest run (the least disturbed by other load on
-the machine; the draws are identical across repeats of a seed); the ratio column is against raw NumPyro.
+run (warmup, the JIT check and compilation included, as a user waits for them; CPU seconds, this
+process's, are shown beside them, as other load on the machine stretches wall time). Each variant
+runs ``--repeats`` times (the Pyro rows ``--pyro-repeats``), interleaved, and reports its fastest run
+(the least disturbed by other load; the draws are identical across repeats of a seed). Ratio columns:
+ESS/s against raw NumPyro, and against Pyro NUTS without JIT.
 
-    python bench/nuts.py [--num-samples 2000] [--num-warmup 1000] [--repeats 3] [--device cpu]
+    python bench/nuts.py [--num-samples 2000] [--num-warmup 1000] [--repeats 3] [--pyro-repeats 1] [--device cpu]
 """
 from __future__ import annotations
 
@@ -50,10 +57,49 @@ def raw_numpyro(data: dict, num_samples: int, num_warmup: int, seed: int) -> tup
     return min_ess({k: np.asarray(v) for k, v in samples.items()}), seconds
 
 
-def ppgen_method(method: str, num_samples: int, num_warmup: int, seed: int, device: str, **options):
-    fit = ppgen.fit("eight_schools", method=method, num_samples=num_samples, num_warmup=num_warmup, seed=seed,
+def regression(x, y=None):
+    """A user's program, written with Pyro itself: y ~ Normal(a + b x, sigma)."""
+    import pyro
+    import pyro.distributions as dist
+
+    a = pyro.sample("a", dist.Normal(0.0, 10.0))
+    b = pyro.sample("b", dist.Normal(0.0, 10.0))
+    sigma = pyro.sample("sigma", dist.HalfNormal(5.0))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("y", dist.Normal(a + b * x, sigma), obs=y)
+
+
+def regression_data(n: int = 100, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return {"x": x, "y": 1.0 + 2.0 * x + 0.5 * rng.normal(size=n)}
+
+
+def ppgen_method(model, data, method: str, num_samples: int, num_warmup: int, seed: int, device: str, **options):
+    """(min ESS, wall seconds of the sampler, this process's CPU seconds, the fit's JIT status)."""
+    cpu = time.process_time()
+    fit = ppgen.fit(model, data, method=method, num_samples=num_samples, num_warmup=num_warmup, seed=seed,
                     progress=False, device=device, **options)
-    return min_ess({k: v.cpu().numpy() for k, v in fit.samples.items()}), fit.seconds
+    cpu = time.process_time() - cpu
+    return min_ess({k: v.cpu().numpy() for k, v in fit.samples.items()}), fit.seconds, cpu, fit.diagnostics.get("jit")
+
+
+def best_of(runs: list) -> tuple:
+    return min(runs, key=lambda run: run[1])
+
+
+def table(title: str, best: dict, bases: dict) -> None:
+    """One row per sampler: its fastest run and its ESS/s against each of ``bases`` (column -> row)."""
+    per_sec = {k: run[0] / run[1] for k, run in best.items()}
+    print(title + "\n")
+    columns = "".join(f" {name:>22} |" for name in bases)
+    print(f"| {'sampler':<22} | {'min ESS':>8} | {'seconds':>8} | {'CPU s':>7} | {'ESS/s':>8} |{columns}")
+    print(f"|{'-' * 24}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 10}|" + f"{'-' * 24}|" * len(bases))
+    for name, (ess, secs, cpu, _) in best.items():
+        ratios = "".join(f" {per_sec[name] / per_sec[row]:>22.2f} |" for row in bases.values())
+        print(f"| {name:<22} | {ess:>8.0f} | {secs:>8.2f} | {cpu:>7.2f} | {per_sec[name]:>8.1f} |{ratios}")
+    jit = {name: run[3] for name, run in best.items() if run[3] is not None}
+    print("\njit: " + "; ".join(f"{name}: {status}" for name, status in jit.items()) + "\n")
 
 
 def main() -> None:
@@ -61,25 +107,32 @@ def main() -> None:
     p.add_argument("--num-samples", type=int, default=2000)
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--pyro-repeats", type=int, default=1)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    n, w = args.num_samples, args.num_warmup
+    n, w, dev = args.num_samples, args.num_warmup, args.device
     data = ppgen.data.load_eight_schools()
-    rows = {}
-    rows["Pyro NUTS"] = [ppgen_method("nuts", n, w, 0, args.device)]
-    rows["Pyro NUTS (JIT)"] = [ppgen_method("nuts", n, w, 0, args.device, jit=True)]
-    rows["ppgen numpyro-nuts"], rows["raw NumPyro"] = [], []
-    for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
-        rows["ppgen numpyro-nuts"].append(ppgen_method("numpyro-nuts", n, w, 0, args.device))
-        rows["raw NumPyro"].append(raw_numpyro(data, n, w, 0))
-    best = {k: min(v, key=lambda run: run[1]) for k, v in rows.items()}
-    per_sec = {k: e / s for k, (e, s) in best.items()}
-    base = per_sec["raw NumPyro"]
-    print(f"eight schools, 1 chain, {n} draws after {w} warmup; NumPyro rows: fastest of {args.repeats}\n")
-    print(f"| {'sampler':<20} | {'min ESS':>8} | {'seconds':>8} | {'ESS/s':>8} | {'vs raw NumPyro':>14} |")
-    print(f"|{'-' * 22}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 16}|")
-    for name, (ess, secs) in best.items():
-        print(f"| {name:<20} | {ess:>8.0f} | {secs:>8.2f} | {per_sec[name]:>8.1f} | {per_sec[name] / base:>14.2f} |")
+    plain, default = "Pyro NUTS without JIT", "ppgen nuts (default)"
+    rows = {plain: [], default: [], "ppgen numpyro-nuts": [], "raw NumPyro": []}
+    for _ in range(args.pyro_repeats):  # interleaved, so drifting machine load hits both alike
+        rows[plain].append(ppgen_method("eight_schools", None, "nuts", n, w, 0, dev, jit=False))
+        rows[default].append(ppgen_method("eight_schools", None, "nuts", n, w, 0, dev))
+    for _ in range(args.repeats):
+        rows["ppgen numpyro-nuts"].append(ppgen_method("eight_schools", None, "numpyro-nuts", n, w, 0, dev))
+        cpu = time.process_time()
+        ess, secs = raw_numpyro(data, n, w, 0)
+        rows["raw NumPyro"].append((ess, secs, time.process_time() - cpu, None))
+    reg = regression_data()
+    reg_rows = {plain: [], default: []}
+    for _ in range(args.pyro_repeats):
+        reg_rows[plain].append(ppgen_method(regression, reg, "nuts", n, w, 0, dev, jit=False))
+        reg_rows[default].append(ppgen_method(regression, reg, "nuts", n, w, 0, dev))
+    fastest = f"Pyro rows: fastest of {args.pyro_repeats}; NumPyro rows: fastest of {args.repeats}"
+    table(f"eight schools, 1 chain, {n} draws after {w} warmup; {fastest}",
+          {k: best_of(v) for k, v in rows.items()}, {"vs raw NumPyro": "raw NumPyro", "vs Pyro without JIT": plain})
+    table(f"plain Pyro regression (100 points, a, b, sigma), 1 chain, {n} draws after {w} warmup; "
+          f"fastest of {args.pyro_repeats}", {k: best_of(v) for k, v in reg_rows.items()},
+          {"vs Pyro without JIT": plain})
 
 
 if __name__ == "__main__":

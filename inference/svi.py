@@ -15,6 +15,7 @@ Guides and objectives given by name are looked up in :mod:`ppgen.inference.objec
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
-from pyro.infer.util import zero_grads
+from pyro.infer.util import is_validation_enabled, zero_grads
+from pyro.poutine.messenger import Messenger
 from pyro.util import get_rng_state, set_rng_state
 from tqdm.auto import tqdm
 
@@ -44,12 +46,168 @@ from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 from ppgen.runfolder import read_torch, write_torch
 
-__all__ = ["SVI", "SVIState", "train", "guide_pareto_k"]
+__all__ = ["SVI", "SVIState", "SingleOptimizer", "train", "guide_pareto_k"]
 
 PARETO_DRAWS = 1000  # guide draws the Pareto k-hat of a fitted guide is estimated from
 PARETO_BUDGET = 2**24  # data elements times draws: beyond it k-hat is not computed
 PARETO_MAX_LATENT = 1000  # latent values per guide draw: beyond it (local latents of many data points) neither
                           # is one joint importance weight informative nor its cost small
+
+class SingleOptimizer:
+    """The ``optim`` of :class:`SVI` by default: one ``torch.optim`` optimizer (``optimizer``, Adam
+    unless given, with ``optim_args``) over every parameter the loop hands it, where ``pyro.optim``
+    builds one optimizer per tensor and pays an optimizer step's fixed cost once per tensor.
+
+    The math is ``pyro.optim``'s, parameter by parameter: each parameter has its own state and step
+    count; a step moves only the parameters of that step's trace, a parameter without a gradient in
+    it is skipped until its first gradient and takes a zero gradient after that (``pyro.optim`` zeroes
+    gradients, it does not drop them); ``clip_norm`` clips each parameter's gradient by its own norm,
+    as ``pyro.optim``'s ``clip_args={"clip_norm": ...}`` do. :meth:`get_state` and :meth:`set_state`
+    use ``pyro.optim``'s format, one single-tensor optimizer state per parameter name, so a checkpoint
+    written with either resumes with the other.
+
+    Example:
+        >>> import torch
+        >>> optim = SingleOptimizer(torch.optim.Adam, {"lr": 0.01})   # what SVI(..., lr=0.01) uses
+    """
+
+    def __init__(self, optimizer: type = torch.optim.Adam, optim_args: dict | None = None,
+                 clip_norm: float | None = None):
+        self.optimizer_class, self.optim_args, self.clip_norm = optimizer, dict(optim_args or {}), clip_norm
+        if "foreach" not in self.optim_args and "foreach" in inspect.signature(optimizer).parameters:
+            # torch's multi-tensor kernels, which torch itself uses on a GPU: on the CPU as well, one call per
+            # operation rather than one per operation and tensor, with the same numbers (the same arithmetic
+            # on each tensor; tests/test_svi_overheads.py compares them bit for bit)
+            self.optim_args["foreach"] = True
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._known: dict = {}     # every parameter in self.optimizer (a dict: tensors hash by identity)
+        self._waiting: dict = {}   # name -> saved state (set_state) of a parameter not seen since
+        self._defaults: dict | None = None
+
+    def __call__(self, params) -> None:
+        """One step of the parameters ``params`` (those of this step's trace)."""
+        params = list(params)
+        if not params:  # a program without parameters
+            return
+        new = [p for p in params if p not in self._known]
+        if new:
+            self._add(new)
+        state = self.optimizer.state
+        for p in params:
+            if p.grad is None and state.get(p):  # stepped before: pyro.optim would see a zeroed gradient
+                p.grad = torch.zeros_like(p)
+        if self.clip_norm is not None:
+            for p in params:
+                torch.nn.utils.clip_grad_norm_(p, self.clip_norm)
+        if len(params) == len(self._known):
+            self.optimizer.step()
+            return
+        current = set(params)  # a parameter outside this step's trace does not move, whatever its gradient
+        held = [(p, p.grad) for p in self._known if p not in current and p.grad is not None]
+        for p, _ in held:
+            p.grad = None
+        try:
+            self.optimizer.step()
+        finally:
+            for p, grad in held:
+                p.grad = grad
+
+    def _add(self, new: list) -> None:
+        store = pyro.get_param_store()
+        if self._defaults is None:
+            self._defaults = _hyper(self.optimizer_class([new[0]], **self.optim_args).param_groups[0])
+        batches: list[tuple[dict, list]] = []  # (hyperparameters, parameters) of the new parameters
+        loaded = {}
+        for p in new:
+            saved = self._waiting.pop(store.param_name(p), None)
+            hyper = self._defaults
+            if saved is not None:  # pyro.optim's per-tensor state: load it as a one-tensor optimizer would
+                one = self.optimizer_class([p], **self.optim_args)
+                one.load_state_dict(saved)
+                hyper = _hyper(one.param_groups[0])
+                if "foreach" in hyper:  # how the arithmetic is dispatched, not what it is: this optimizer's choice
+                    hyper["foreach"] = self._defaults["foreach"]
+                if one.state.get(p):
+                    loaded[p] = one.state[p]
+            batch = next((b for b in batches if _same(b[0], hyper)), None)
+            if batch is None:
+                batches.append((hyper, [p]))
+            else:
+                batch[1].append(p)
+        for hyper, ps in batches:
+            if self.optimizer is None and _same(hyper, self._defaults):
+                self.optimizer = self.optimizer_class(ps, **self.optim_args)
+                continue
+            group = None if self.optimizer is None else next(
+                (g for g in self.optimizer.param_groups if _same(_hyper(g), hyper)), None)
+            if group is not None:
+                group["params"].extend(ps)
+            elif self.optimizer is None:
+                self.optimizer = self.optimizer_class(ps, **self.optim_args)
+                self.optimizer.param_groups[0].update(hyper)
+            else:
+                self.optimizer.add_param_group({**hyper, "params": ps})
+        for p in new:
+            self._known[p] = None
+        self.optimizer.state.update(loaded)
+
+    def get_state(self) -> dict:
+        """``{param name: the state dict of a one-parameter optimizer}``, as ``pyro.optim`` gives it."""
+        store = pyro.get_param_store()
+        out = dict(self._waiting)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                hyper = _hyper(group)
+                for p in group["params"]:
+                    name = store.param_name(p)
+                    if name is not None:
+                        state = self.optimizer.state.get(p)
+                        out[name] = {"state": {0: dict(state)} if state else {},
+                                     "param_groups": [{**hyper, "params": [0]}]}
+        return out
+
+    def set_state(self, state: dict) -> None:
+        """Make ``state`` (from :meth:`get_state`, or ``pyro.optim``'s) the whole state: each parameter
+        takes its saved state when it is next seen."""
+        self.optimizer, self._known, self._waiting = None, {}, dict(state)
+
+
+def _like(t: torch.Tensor) -> tuple:
+    return t.shape, t.dtype, t.device
+
+
+def _hyper(group: dict) -> dict:
+    return {k: v for k, v in group.items() if k != "params"}
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k, x in a.items():
+        y = b[k]
+        if torch.is_tensor(x) or torch.is_tensor(y):
+            if not (torch.is_tensor(x) and torch.is_tensor(y) and x.shape == y.shape and bool((x == y).all())):
+                return False
+        elif type(x) is not type(y) or x != y:
+            return False
+    return True
+
+
+class _ParamCapture(Messenger):
+    """The params of one step by name (what ``poutine.trace(param_only=True)`` records, without
+    building a trace); installed once per step, built once per :class:`SVI`."""
+
+    def __init__(self):
+        super().__init__()
+        self.params: dict = {}
+
+    def __enter__(self):
+        self.params = {}
+        return super().__enter__()
+
+    def _pyro_post_param(self, msg) -> None:
+        self.params[msg["name"]] = msg["value"]
+
 
 @dataclass
 class SVIState:
@@ -87,7 +245,9 @@ class SVI:
         ELBO(q) = E_q[log p(x, z) - log q(z)] <= log p(x)
 
     by stochastic gradients of ``elbo`` (a name, see :mod:`ppgen.inference.objectives`, or a Pyro ELBO)
-    with ``optim`` (Adam with ``lr`` by default; ``clip_norm`` clips the gradients' norm).
+    with ``optim`` (by default Adam with ``lr``, one ``torch.optim.Adam`` over all parameters: a
+    :class:`SingleOptimizer`; ``clip_norm`` clips each parameter's gradient norm; any ``pyro.optim``
+    optimizer works too).
     ``reduce(loss, params) -> loss`` runs after each backward pass, before the NaN check and the
     optimizer: data-parallel training (:mod:`~ppgen.inference.distributed`) sums the gradients and
     the loss over processes there.
@@ -111,7 +271,8 @@ class SVI:
                  num_particles: int = 1, clip_norm: float | None = None, reduce: Callable | None = None):
         self.model, self.guide, self.reduce = model, guide, reduce
         self.loss = make_elbo(elbo, num_particles)
-        self.optim = optim or pyro.optim.Adam({"lr": lr}, clip_args={"clip_norm": clip_norm} if clip_norm else None)
+        self.optim = optim or SingleOptimizer(torch.optim.Adam, {"lr": lr}, clip_norm=clip_norm)
+        self._capture = _ParamCapture()
 
     def init(self, seed: int | None = 0) -> SVIState:
         """The state before the first step, the RNGs seeded with ``seed`` (``None``: as they are)."""
@@ -128,14 +289,35 @@ class SVI:
         return SVIState(state.step, list(state.losses), {"param_store": params, "optim": optim, "rng": get_rng_state()})
 
     def restore(self, state: SVIState, data: dict) -> None:
-        """Make ``state`` the live one: its param store and optimizer state, the guide called once so
-        that it builds its structure (as the run did before its first step), then its RNG states."""
+        """Make ``state`` the live one: the guide (and the model, replayed on it) called once so that
+        they build their structure and register their parameters (as the run did before its first
+        step), the saved values copied into those parameters, the optimizer's state, then the RNG states.
+
+        Values go into the tensors the programs hold (a network registered with ``pyro.module`` keeps
+        its own parameters, which a new tensor in the param store would leave behind, untrained); a
+        saved param that no program registered, or of another shape, is set as a new tensor."""
         snapshot = copy.deepcopy(state.snapshot)
-        pyro.get_param_store().set_state(snapshot["param_store"])
-        if snapshot["optim"] is not None and hasattr(self.optim, "set_state"):
-            self.optim.set_state(snapshot["optim"])
+        store = pyro.get_param_store()
         with torch.no_grad(), poutine.block():
-            self.guide(**data)
+            guide_trace = poutine.trace(self.guide).get_trace(**data)
+            try:
+                poutine.replay(self.model, trace=guide_trace)(**data)
+            except Exception:  # noqa: BLE001 - registration only: a model that cannot run here (one that takes
+                pass           # gradients itself) registers at its first step, as before
+        saved, fresh = snapshot["param_store"], {}
+        with torch.no_grad():
+            for name, value in saved["params"].items():
+                live = store._params.get(name)
+                if live is not None and _like(live) == _like(value):
+                    live.copy_(value)
+                else:
+                    fresh[name] = value.requires_grad_(True)  # as the param store keeps its tensors
+        store.set_state({"params": fresh, "constraints": saved["constraints"]})
+        if snapshot["optim"] is not None and hasattr(self.optim, "set_state"):
+            if isinstance(self.optim, pyro.optim.PyroOptim):  # its per-tensor optimizers would keep their state:
+                self.optim.optim_objs.clear()                  # the saved one is taken up as each param is seen
+                self.optim.grad_clip.clear()
+            self.optim.set_state(snapshot["optim"])
         set_rng_state(snapshot["rng"])
 
     def update(self, state: SVIState, data: dict, validate: bool = False) -> tuple[SVIState, float]:
@@ -144,19 +326,32 @@ class SVI:
         A NaN/inf loss or gradient raises :class:`~ppgen.errors.NumericalError` naming the step and the
         params with bad gradients, before the optimizer touches them (the param store keeps the last
         good values)."""
-        with poutine.trace(param_only=True) as captured, pyro.validation_enabled(validate):
+        with pyro.validation_enabled(validate):
+            loss = self._step(data, state.step)
+        return SVIState(state.step + 1, [*state.losses, float(loss)]), loss
+
+    def _step(self, data: dict, step: int):
+        """One step (``step`` steps done before it): gradients, the NaN guard, the optimizer; the loss."""
+        with self._capture as capture:
             loss = self.loss.loss_and_grads(self.model, self.guide, **data)
-        params = {site["name"]: site["value"].unconstrained() for site in captured.trace.nodes.values()}
+        params = {name: value.unconstrained() for name, value in capture.params.items()}
         if self.reduce is not None:
             loss = self.reduce(loss, params)
         if not _finite(loss, params):
-            error = _numerical_error(loss, params, state.step)
+            error = _numerical_error(loss, params, step)
             if error is not None:
-                zero_grads(params.values())
+                self._clear_grads(params.values())
                 raise error
         self.optim(params.values())
-        zero_grads(params.values())
-        return SVIState(state.step + 1, [*state.losses, float(loss)]), loss
+        self._clear_grads(params.values())
+        return loss
+
+    def _clear_grads(self, params) -> None:
+        if isinstance(self.optim, SingleOptimizer):  # dropped, not zeroed: the next backward writes them afresh
+            for p in params:
+                p.grad = None
+        else:  # pyro.optim steps a parameter with a zero gradient
+            zero_grads(params)
 
     def run(self, data: dict, steps: int, state: SVIState | None = None, *, seed: int | None = 0,
             progress: bool = True, log_every: int = 100, callback: Callable | None = None,
@@ -168,36 +363,55 @@ class SVI:
         With ``checkpoint`` (a file path), the state is saved every ``checkpoint_every`` steps, at the
         end, on a NaN, and on SIGINT/SIGTERM (which then raise :class:`Interrupted`). A resumed run
         gives bit-identical results on the CPU to an uninterrupted one.
+
+        Pyro's argument validation (where it is enabled, as it is by default) checks the first step;
+        the steps after it run without it, and a value that turns bad later is caught by the NaN guard.
         """
+        return self._run(data, steps, state, seed=seed, progress=progress, log_every=log_every, callback=callback,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+
+    def _run(self, data: dict, steps: int, state: SVIState | None, *, seed, progress, log_every, callback,
+             checkpoint, checkpoint_every, snapshot: bool = True) -> SVIState:
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         if state is None:
             state = self.init(seed)
         elif state.snapshot is not None:
             self.restore(state, data)
-        start = state.step
-        bar = tqdm(range(start, steps), desc="svi", disable=not progress, mininterval=0.5, initial=start, total=steps)
-        with checkpointing.StopRequest() as stop:
-            for _ in bar:
-                # arguments are validated on the first step; after that the same code sees the same kinds
-                # of values, and the checks cost up to a third of a small model's step
-                try:
-                    state, loss = self.update(state, data, validate=state.step == start)
-                except NumericalError:
-                    if checkpoint is not None:
-                        self.snapshot(state).save(checkpoint)
-                    raise
-                done = state.step
-                if done % log_every == 0 or done == steps:
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                    if callback is not None:
-                        callback(done - 1, loss)
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or stop.requested):
-                    self.snapshot(state).save(checkpoint)
-                if stop.requested and done < steps:
-                    where = f"; saved to {checkpoint}" if checkpoint is not None else ""
-                    raise checkpointing.Interrupted(f"SVI interrupted after step {done} of {steps}{where}", step=done)
-        return self.snapshot(state)
+        start, done, losses = state.step, state.step, list(state.losses)
+        validate = is_validation_enabled()
+        bar = tqdm(desc="svi", mininterval=0.5, initial=start, total=steps) if progress else None
+        try:
+            with checkpointing.StopRequest() as stop:
+                for done in range(start + 1, steps + 1):
+                    try:
+                        # arguments are checked on the first step only: later steps see the same kinds of
+                        # values, and the checks cost up to a third of a small model's step
+                        with pyro.validation_enabled(validate and done == start + 1):
+                            loss = self._step(data, done - 1)
+                    except NumericalError:
+                        if checkpoint is not None:
+                            self.snapshot(SVIState(done - 1, losses)).save(checkpoint)
+                        raise
+                    losses.append(float(loss))
+                    if bar is not None:
+                        bar.update()
+                    if done % log_every == 0 or done == steps:
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+                        if callback is not None:
+                            callback(done - 1, loss)
+                    if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or stop.requested):
+                        self.snapshot(SVIState(done, losses)).save(checkpoint)
+                    if stop.requested and done < steps:
+                        where = f"; saved to {checkpoint}" if checkpoint is not None else ""
+                        raise checkpointing.Interrupted(f"SVI interrupted after step {done} of {steps}{where}",
+                                                        step=done)
+        finally:
+            if bar is not None:
+                bar.close()
+        final = SVIState(done, losses)
+        return self.snapshot(final) if snapshot else final
 
 
 def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float = 0.01, optim=None,
@@ -210,14 +424,18 @@ def train(model: Callable, guide: Callable, data: dict, *, steps: int, lr: float
     ``checkpoint`` file exists the run resumes from the state saved there."""
     svi = SVI(model, guide, optim, elbo, lr=lr, num_particles=num_particles, clip_norm=clip_norm, reduce=reduce)
     state = SVIState.load(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
-    state = svi.run(data, steps, state, seed=seed, progress=progress, log_every=log_every, callback=callback,
-                    checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    state = svi._run(data, steps, state, seed=seed, progress=progress, log_every=log_every, callback=callback,
+                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, snapshot=False)  # no copies to return
     return state.losses
 
 
 def _finite(loss, params: dict) -> bool:
     """Whether the loss and every gradient are finite (the cheap path: one reduction, one sync)."""
     grads = [p.grad for p in params.values() if p.grad is not None]
+    if isinstance(loss, float):  # Pyro's ELBOs return the loss as a number
+        if not math.isfinite(loss):
+            return False
+        return not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
     total = torch.stack([g.sum() for g in grads]).sum() + loss if grads else torch.as_tensor(loss)
     return bool(torch.isfinite(total))
 

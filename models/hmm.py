@@ -13,13 +13,23 @@ with categorical emissions (``emission[z]`` a probability vector) or Gaussian on
 (``Normal(loc[z], scale[z])``). The states sit under ``pyro.markov``, so enumerating them is the forward
 algorithm: each step only needs the previous state's dimension, and the cost is O(T K^2).
 
-- :meth:`HMM.log_evidence`: ``log p(y)``, with ``pyro.vectorized_markov`` under the ``contrib.funsor``
-  backend, which eliminates the whole chain by a parallel scan (linear work, log depth);
-- :meth:`HMM.viterbi`: ``argmax_z p(z | y)`` by ``infer_discrete(temperature=0)`` (max-product, backtracking);
+- :meth:`HMM.log_evidence`: ``log p(y)`` by the forward algorithm in log space, written directly on
+  the HMM's tensors: the per-step log-matrices ``log A + log b_t`` are multiplied in the log semiring
+  by a balanced tree (``log2 T`` batched ``logsumexp`` products: linear work, log depth), or, for many
+  states, by the plain recursion ``alpha_t = logsumexp(alpha_{t-1} + log A) + log b_t``;
+- :meth:`HMM.viterbi`: ``argmax_z p(z | y)`` by the max-product recursion with backtracking;
 - :meth:`HMM.marginals`: ``p(z_t | y)`` by forward-backward: autograd through the forward algorithm;
+- :meth:`HMM.log_evidence_enumerated`: the same ``log p(y)`` by Pyro's enumeration of :meth:`HMM.program`
+  (``pyro.vectorized_markov`` under the ``contrib.funsor`` backend), the route the direct one is tested
+  against; it costs a fixed ~20 ms of setup per call;
 - :func:`hmm_model` and :meth:`HMM.fit`: Dirichlet priors on initial, transition and categorical
   emission rows (Normal and LogNormal priors on Gaussian emission locations and scales), the states
-  summed out, fit by ``map``, ``svi`` or ``nuts`` through :func:`ppgen.fit`.
+  summed out, fit by ``map``, ``svi`` or ``nuts`` through :func:`ppgen.fit` (learning keeps Pyro's
+  enumeration of the program).
+
+The direct routes use the probabilities the program's ``Categorical`` sites use (rows normalized,
+clamped to ``[eps, 1 - eps]`` as torch's ``Categorical`` does), so they agree with the enumeration routes
+to rounding.
 
 Sequences are ``(T,)`` or a batch ``(N, T)`` of equally long ones (a plate over sequences).
 """
@@ -28,18 +38,61 @@ from __future__ import annotations
 import contextlib
 import sys
 
+import numpy as np
 import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.ops.indexing import Vindex
 from pyroapi import distributions as dist
 from pyroapi import infer, pyro, pyro_backend
+from torch.distributions import Categorical as TorchCategorical
+from torch.distributions import Normal as TorchNormal
 
 from ppgen.errors import DataError
 from ppgen.models import register
 
-__all__ = ["HMM", "hmm_model", "hmm_program"]
+__all__ = ["HMM", "forward", "hmm_model", "hmm_program"]
 
 ENUM = {"enumerate": "parallel"}
+TREE_MAX_STATES = 16  # the tree multiplies K x K matrices (K^3 per step): the plain recursion's K^2 wins above
+TREE_BLOCK = 2 ** 22  # elements of the largest temporary of one tree product; longer chains go block by block
+
+
+def forward(log_initial: torch.Tensor, log_transition: torch.Tensor, log_b: torch.Tensor,
+            tree: bool | None = None) -> torch.Tensor:
+    """``log p(y)`` of each sequence, ``(N,)``, from ``log initial`` ``(K,)``, ``log transition`` ``(K, K)``
+    and the emission log-likelihoods ``log_b`` ``(N, T, K)``: the forward algorithm in log space.
+
+    ``tree`` (the default for up to :data:`TREE_MAX_STATES` states): the step matrices
+    ``M_t = log A + log b_t`` (``M_t[i, j]``: from state ``i`` to ``j``, emitting ``y_t``) are multiplied in
+    the log semiring pairwise, level by level (``log2 T`` batched ``logsumexp`` products, each exact);
+    otherwise (or ``tree=False``) the plain recursion, one ``logsumexp`` per step. Both are
+    differentiable (the gradient with respect to ``log_b`` is the posterior marginals).
+    """
+    num_states = log_transition.shape[-1]
+    alpha = log_initial + log_b[:, 0]  # (N, K)
+    if log_b.shape[1] == 1:
+        return alpha.logsumexp(-1)
+    if tree is None:
+        tree = num_states <= TREE_MAX_STATES
+    if not tree:
+        for t in range(1, log_b.shape[1]):
+            alpha = torch.logsumexp(alpha.unsqueeze(-1) + log_transition, -2) + log_b[:, t]
+        return alpha.logsumexp(-1)
+    # blocks of steps whose first tree level fits TREE_BLOCK elements; one block for all but huge inputs
+    block = max(2, TREE_BLOCK // max(1, log_b.shape[0] * num_states ** 3))
+    for start in range(1, log_b.shape[1], block):
+        steps = log_transition + log_b[:, start:start + block].unsqueeze(-2)  # (N, S, K, K)
+        while steps.shape[1] > 1:
+            n = steps.shape[1]
+            product = _log_matmul(steps[:, 0:n - 1:2], steps[:, 1:n:2])
+            steps = torch.cat([product, steps[:, -1:]], 1) if n % 2 else product
+        alpha = torch.logsumexp(alpha.unsqueeze(-1) + steps[:, 0], -2)
+    return alpha.logsumexp(-1)
+
+
+def _log_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(exp(a) @ exp(b))`` over the last two dimensions, exactly (no underflow)."""
+    return torch.logsumexp(a.unsqueeze(-1) + b.unsqueeze(-3), -2)
 
 
 def hmm_program(y: torch.Tensor, initial: torch.Tensor, transition: torch.Tensor, emission, vectorized: bool = False,
@@ -83,7 +136,7 @@ class HMM:
         >>> hmm = HMM(torch.tensor([0.5, 0.5]), torch.tensor([[0.9, 0.1], [0.1, 0.9]]),
         ...           emission=torch.tensor([[0.8, 0.2], [0.2, 0.8]]))
         >>> y = torch.tensor([0, 0, 1, 1, 1])
-        >>> hmm.viterbi(y).tolist()                       # bound by ppgen.estimators
+        >>> hmm.viterbi(y).tolist()
         [0, 0, 1, 1, 1]
         >>> bool(hmm.marginals(y).sum(-1).allclose(torch.ones(5, dtype=torch.float64)))
         True
@@ -126,7 +179,28 @@ class HMM:
         with torch.no_grad():
             return self._log_evidence(self._sequences(y))
 
-    def _log_evidence(self, y: torch.Tensor, tilt: torch.Tensor | None = None) -> torch.Tensor:
+    def _log_evidence(self, y: torch.Tensor, tilt: torch.Tensor | None = None,
+                      tree: bool | None = None) -> torch.Tensor:
+        log_initial, log_transition, log_b = self._log_factors(y, tilt)
+        return forward(log_initial, log_transition, log_b, tree=tree).sum()
+
+    def _log_factors(self, y: torch.Tensor, tilt: torch.Tensor | None = None):
+        """``log initial`` ``(K,)``, ``log transition`` ``(K, K)`` and the emission log-likelihoods ``(N, T, K)``
+        (plus ``tilt``), as the program's sites compute them."""
+        log_initial = TorchCategorical(probs=self.initial).logits
+        log_transition = TorchCategorical(probs=self.transition).logits
+        if self.emission is not None:
+            log_b = TorchCategorical(probs=self.emission).logits.T[y]  # (N, T, K)
+        else:
+            log_b = TorchNormal(self.loc, self.scale).log_prob(y.unsqueeze(-1))
+        return log_initial, log_transition, log_b if tilt is None else log_b + tilt
+
+    def log_evidence_enumerated(self, y) -> torch.Tensor:
+        """``log p(y)`` by Pyro's enumeration of :meth:`program` (the reference for :meth:`log_evidence`)."""
+        with torch.no_grad():
+            return self._log_evidence_enumerated(self._sequences(y))
+
+    def _log_evidence_enumerated(self, y: torch.Tensor, tilt: torch.Tensor | None = None) -> torch.Tensor:
         if y.shape[1] < 3:  # vectorized_markov needs three steps or more: the plain pyro.markov chain
             elbo = TraceEnum_ELBO(max_plate_nesting=1)
             loss = elbo.loss if tilt is None else elbo.differentiable_loss
@@ -141,6 +215,27 @@ class HMM:
         with pyro_backend("contrib.funsor"):
             elbo = infer.TraceMarkovEnum_ELBO(max_plate_nesting=2)
             return -elbo.differentiable_loss(self.program, _no_guide, y, vectorized=True, tilt=tilt)
+
+    def viterbi(self, y) -> torch.Tensor:
+        """The most probable state path ``argmax_z p(z | y)``, shaped like ``y``: the max-product
+        recursion ``delta_t = max_i (delta_{t-1}(i) + log A_i.) + log b_t``, then backtracking."""
+        single = torch.as_tensor(y).dim() == 1
+        with torch.no_grad():
+            log_initial, log_transition, log_b = self._log_factors(self._sequences(y))
+        delta, pointers = log_initial + log_b[:, 0], []
+        for t in range(1, log_b.shape[1]):
+            delta, best = (delta.unsqueeze(-1) + log_transition).max(-2)  # best previous state for each state
+            delta = delta + log_b[:, t]
+            pointers.append(best)
+        path = np.empty(log_b.shape[:2], dtype=np.int64)  # backtracking: cheap steps, in numpy
+        path[:, -1] = delta.argmax(-1).cpu().numpy()
+        rows = np.arange(path.shape[0])
+        if pointers:
+            pointers = torch.stack(pointers, 1).cpu().numpy()  # (N, T - 1, K)
+            for t in range(path.shape[1] - 2, -1, -1):
+                path[:, t] = pointers[rows, t, path[:, t + 1]]
+        path = torch.as_tensor(path, device=self.initial.device)
+        return path[0] if single else path
 
     def marginals(self, y) -> torch.Tensor:
         """Posterior marginals ``p(z_t = k | y)``, ``(T, K)`` (or ``(N, T, K)``), by forward-backward:

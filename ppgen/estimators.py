@@ -181,16 +181,7 @@ def bayesnet_fit(self, data, method: str = "auto", concentration: float = 1.0, *
     return self
 
 
-# --- HMMs: the Viterbi path, learning by any method
-
-
-@bound_to(HMM, "viterbi")
-def hmm_viterbi(self, y) -> torch.Tensor:
-    """The most probable state path ``argmax_z p(z | y)``, shaped like ``y``."""
-    y, single = self._sequences(y), torch.as_tensor(y).dim() == 1
-    values = infer_values(self.program, y, temperature=0, first_available_dim=-2)
-    path = torch.stack([values[f"z_{t}"].reshape(-1) for t in range(y.shape[1])], -1)
-    return path[0] if single else path
+# --- HMMs: learning by any method (log evidence, Viterbi and marginals are closed-form, in models/hmm.py)
 
 
 @bound_to(HMM, "fit", classmethod)
@@ -252,10 +243,15 @@ def density_model_fit(self, x, *, steps: int = 1000, lr: float = 1e-3, batch_siz
                       seed: int | None = 0, progress: bool = False, **train_options) -> "DensityModel":
     """Maximum likelihood by :func:`ppgen.inference.svi.train` (minibatches of ``batch_size`` rows;
     ``train_options`` go to it). Returns ``self``; ``self.losses_`` holds the per-step loss as the
-    negative log-likelihood per data point (nats)."""
+    negative log-likelihood per data point (nats).
+
+    The objective is the model's own (:meth:`DensityModel.objective`: ``Trace_ELBO``'s numbers
+    without its traces) unless ``train_options`` name an ``elbo`` or several particles."""
     x = self.check(x)
     if batch_size is not None and not 0 < batch_size <= x.shape[0]:
         raise ConfigError(f"batch_size must be in 1..{x.shape[0]} (the number of rows of x), got {batch_size}")
+    if "elbo" not in train_options and train_options.get("num_particles", 1) == 1:
+        train_options["elbo"] = self.objective() or "trace"
     losses = train(self.model, self.guide, {"x": x, "batch_size": batch_size}, steps=steps, lr=lr, seed=seed,
                    progress=progress, **train_options)
     self.losses_ = [loss / x.shape[0] for loss in losses]

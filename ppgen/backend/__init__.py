@@ -35,9 +35,18 @@ pyroapi.register_backend(
 
 @contextlib.contextmanager
 def numpyro_backend():
-    """Run ``pyroapi`` programs on NumPyro inside the block."""
-    with pyroapi.pyro_backend(NUMPYRO):
-        yield
+    """Run ``pyroapi`` programs on NumPyro inside the block, funsor (NumPyro's enumeration) on JAX arrays:
+    funsor's backend is one global, which Pyro's ``contrib.funsor`` sets to torch; that is restored after."""
+    import funsor
+
+    before = funsor.get_backend()
+    funsor.set_backend("jax")
+    try:
+        with pyroapi.pyro_backend(NUMPYRO):
+            yield
+    finally:
+        if before != "numpy":  # funsor cannot go back to numpy; Pyro's contrib.funsor sets torch when imported
+            funsor.set_backend(before)
 
 
 def to_jax(data: dict) -> dict:

@@ -51,6 +51,14 @@ def param(name, init_tensor=None, constraint=None, event_dim=None):
 class plate(numpyro.plate):
     """``numpyro.plate`` with Pyro's arguments; ``for i in plate(...)`` is Pyro's sequential plate."""
 
+    def __new__(cls, *args, **kwargs):
+        # NumPyro's enumeration (``plate_to_enum_plate``) sets ``numpyro.plate.__new__`` to make funsor's
+        # enum plates, and on leaving to make bare ``numpyro.plate``s whatever the class: defer to it
+        # inside, and build this class outside (else no later NumPyro run of the process has a plate)
+        hook = vars(numpyro.plate).get("__new__")
+        made = hook(cls, *args, **kwargs) if hook is not None else None
+        return made if made is not None and type(made) is not numpyro.plate else object.__new__(cls)
+
     def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None, use_cuda=None, device=None):  # noqa: F811
         if subsample is not None:
             raise NotImplementedError("pyro.plate(subsample=...) has no NumPyro counterpart; use subsample_size")

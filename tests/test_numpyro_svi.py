@@ -1,0 +1,76 @@
+"""``numpyro-svi`` and ``numpyro-map``: NumPyro's SVI on the pyroapi programs ``svi`` fits, agreeing
+with it (posterior means, ELBO), the closed-form mode, enumerated discrete latents, and refusals."""
+import numpy as np
+import pytest
+import torch
+from pyroapi import distributions as dist
+from pyroapi import pyro
+
+import ppgen
+from ppgen.backend import numpyro_backend
+
+
+def normal_mean(x, prior_sd=2.0):
+    """mu ~ N(0, prior_sd^2), x_i ~ N(mu, 1): the posterior mode is sum(x) / (1 / prior_sd^2 + n)."""
+    mu = pyro.sample("mu", dist.Normal(0.0, prior_sd))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+X = np.random.default_rng(0).normal(1.5, 1.0, size=20)
+
+
+def test_eight_schools_agrees_with_svi():
+    pyro_fit, fit = (ppgen.fit("eight_schools", method=method, steps=1000, lr=0.02, num_samples=1000, seed=0,
+                               progress=False) for method in ("svi", "numpyro-svi"))
+    assert set(fit.chains) == set(pyro_fit.chains) == {"mu", "tau", "theta_trans", "theta"}
+    assert fit.chains["theta"].shape == (1, 1000, 8) and fit.chains["theta"].dtype == torch.float32
+    assert len(fit.losses) == 1000 and fit.diagnostics["elbo"] == pytest.approx(-np.mean(fit.losses[-100:]))
+    for site in ("mu", "tau", "theta_trans"):  # mean-field Normal guides: one optimum, reached up to SGD noise
+        ours, theirs = (f.samples[site].double() for f in (fit, pyro_fit))
+        if site == "tau":  # the guide's own (unconstrained) scale, where the draws are Normal
+            ours, theirs = ours.log(), theirs.log()
+        sd = theirs.std(0)
+        assert ((ours.mean(0) - theirs.mean(0)).abs() < 0.75 * sd).all(), site
+        assert ((ours.std(0) / sd - 1).abs() < 0.3).all(), site
+    assert abs(fit.diagnostics["elbo"] - pyro_fit.diagnostics["elbo"]) < 1.0
+    assert 0 < fit.diagnostics["guide_pareto_k"] < 1.5
+
+
+def test_map_is_the_posterior_mode():
+    mode = X.sum() / (1 / 2.0**2 + len(X))
+    fit = ppgen.fit(normal_mean, {"x": X}, method="numpyro-map", steps=800, lr=0.05, num_samples=10, progress=False)
+    assert abs(fit.params["mu_auto_loc"].item() - mode) < 1e-2
+    assert torch.allclose(fit.samples["mu"], torch.tensor(mode, dtype=torch.float32), atol=1e-2)
+    assert "elbo" not in fit.diagnostics and "not computed" in fit.diagnostics["guide_pareto_k"]
+
+
+def test_gmm_sums_out_its_assignments():
+    fits = {method: ppgen.fit("gmm", method=method, steps=300, lr=0.1, num_samples=50, seed=0, progress=False)
+            for method in ("svi", "numpyro-svi")}
+    fit = fits["numpyro-svi"]
+    assert fit.samples["z"].shape == (50, 272) and set(fit.samples["z"].unique().tolist()) <= {0, 1}
+    assert np.isfinite(fit.diagnostics["elbo"])
+    assert abs(fit.diagnostics["elbo"] - fits["svi"].diagnostics["elbo"]) < 5.0
+    with pytest.raises(ppgen.ConfigError, match="elbo='enum'"):
+        ppgen.fit("gmm", method="numpyro-svi", elbo="trace", progress=False)
+    with numpyro_backend(), pyro.plate("rows", 3) as rows:  # enumeration left the backend's plates working
+        assert rows.shape == (3,)
+
+
+def test_pyro_only_model_refused():
+    import pyro as torch_pyro
+    import pyro.distributions as torch_dist
+
+    def pyro_only(x):
+        mu = torch_pyro.sample("mu", torch_dist.Normal(torch.zeros(()), 1.0))
+        with torch_pyro.plate("data", len(x)):
+            torch_pyro.sample("x", torch_dist.Normal(mu, 1.0), obs=x)
+
+    with pytest.raises(ppgen.NotApplicableError, match="Pyro only|pyroapi"):
+        ppgen.fit(pyro_only, {"x": X}, method="numpyro-svi", progress=False)
+
+
+def test_unknown_guide_refused():
+    with pytest.raises(ppgen.ConfigError, match="guide 'flow'.*delta, lowrank, mvn, normal"):
+        ppgen.fit(normal_mean, {"x": X}, method="numpyro-svi", guide="flow", progress=False)
