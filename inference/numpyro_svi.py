@@ -17,11 +17,20 @@ same names as ``svi``'s), or a guide written with ``pyroapi``. Params keep NumPy
 :class:`~ppgen.errors.NumericalError` at the values before that step. With a checkpoint folder the
 state is saved every ``checkpoint_every`` steps (and at the end, on a NaN and on SIGINT/SIGTERM), and
 a run pointed at a folder that holds one resumes from it.
+
+What JAX compiles for a fit (the chunk of steps, the guide's draws, the importance weights) is kept
+for the next fit of the same program on the same data with the same guide, objective and optimizer
+(:func:`compiled_for`): another seed, more steps of the same chunk size, a resumed run or a comparison
+pays no compilation again. The guide is set up afresh each fit, so a cached fit gives what a fresh
+one gives.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +56,7 @@ GUIDES = {"normal": "AutoNormal", "delta": "AutoDelta", "mvn": "AutoMultivariate
 ELBOS = {"trace": "Trace_ELBO", "tracegraph": "TraceGraph_ELBO", "meanfield": "TraceMeanField_ELBO",
          "enum": "TraceEnum_ELBO"}
 CHUNKS = 20  # compiled scans per run without a checkpoint: the progress bar moves this often
+CACHE_SIZE = 8  # fits whose compiled functions are kept (least recently used dropped first)
 FORMAT = "ppgen-numpyro-svi-checkpoint/1"
 
 
@@ -64,13 +74,11 @@ def _guide(chosen, model, problem: Problem, method: str):
     return getattr(autoguide, GUIDES[chosen])(covered, init_loc_fn=init_to_median)
 
 
-def _elbo(problem: Problem, opts: dict, method: str):
-    """The ELBO the ``elbo`` option names (a NumPyro ELBO passes through): ``TraceEnum_ELBO`` over
+def _elbo(problem: Problem, elbo, num_particles: int, method: str):
+    """The ELBO ``elbo`` names (a NumPyro ELBO passes through): ``TraceEnum_ELBO`` over
     ``max_plate_nesting`` dims where the model has discrete latents, else ``Trace_ELBO``."""
     from numpyro import infer
 
-    elbo = opts.pop("elbo", "enum" if problem.has_discrete else "trace")
-    num_particles = opts.pop("num_particles", 1)
     if not isinstance(elbo, str):
         return elbo
     if elbo not in ELBOS:
@@ -85,10 +93,13 @@ def _elbo(problem: Problem, opts: dict, method: str):
 
 
 def _numerical_error(svi, state, data: dict, step: int) -> NumericalError:
-    """Replays the failed step (same state, same key) unguarded to name the params it made NaN/inf."""
+    """Replays the failed step (same state, same key) unguarded to name the params it made NaN/inf
+    (with NumPyro's argument checks off: they would stop at the first distribution given a NaN)."""
     import jax.numpy as jnp
+    from numpyro.distributions.distribution import validation_enabled
 
-    new, loss = svi.update(state, **data)
+    with validation_enabled(False):
+        new, loss = svi.update(state, **data)
     bad = tuple(k for k, v in svi.optim.get_params(new.optim_state).items() if not jnp.isfinite(v).all())
     what = f"gradient of {', '.join(bad)}" if bad else "loss"
     return NumericalError(f"SVI step {step}: the {what} became NaN/inf (loss={float(loss)}); the fit keeps the "
@@ -116,29 +127,16 @@ def _load(path: Path, state) -> tuple:
     return jax.tree.unflatten(tree, [jnp.asarray(v) for v in saved["state"]]), saved["step"], list(saved["losses"])
 
 
-def _train(svi, data: dict, config: RunConfig, opts: dict, key) -> tuple:
-    """``config.steps`` steps of ``svi`` in compiled chunks: the final state and the per-step losses."""
-    import jax
-    import jax.numpy as jnp
-
+def _train(compiled: Compiled, data: dict, config: RunConfig, opts: dict, key) -> tuple:
+    """``config.steps`` steps of ``compiled.svi`` in compiled chunks: the final state and the per-step losses."""
+    svi, size, chunk = compiled.svi, compiled.size, compiled.chunk
     checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir is not None else None
     log_every, callback = opts.pop("log_every", 100), opts.pop("callback", None)
-    size = opts.pop("checkpoint_every", 100) if checkpoint else math.ceil(config.steps / CHUNKS)
+    compiled.fresh_guide()
     state, step, losses = svi.init(key, **data), 0, []
     if checkpoint is not None and checkpoint.exists():
         state, step, losses = _load(checkpoint, state)
-
-    arrays = {k: v for k, v in data.items() if isinstance(v, jax.Array)}  # the rest (sizes) stay Python values
-    scalars = {k: v for k, v in data.items() if k not in arrays}
-
-    @jax.jit
-    def chunk(state, n, arrays):  # `size` steps, the first `n` of them taken; a NaN freezes the state before it
-        def body(state, i):
-            new, loss = svi.stable_update(state, **arrays, **scalars)  # NaN where the loss or a gradient is not finite
-            keep = (i < n) & jnp.isfinite(loss)
-            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
-
-        return jax.lax.scan(body, state, jnp.arange(size))
+    arrays = _arrays(data)
 
     bar = tqdm(desc=config.method, total=config.steps, initial=step, disable=not config.progress, mininterval=0.5)
     with checkpointing.StopRequest() as stop, bar:
@@ -168,18 +166,12 @@ def _train(svi, data: dict, config: RunConfig, opts: dict, key) -> tuple:
     return state, losses
 
 
-def _guide_draws(problem: Problem, guide, params: dict, data: dict, config: RunConfig, key) -> dict:
+def _guide_draws(compiled: Compiled, params: dict, data: dict, key) -> dict:
     """``num_samples`` draws of each continuous latent from the fitted guide, on all rows."""
-    from numpyro.infer import Predictive
-
-    from ppgen.backend.numpyro_full_data import FullData
-
-    latent = problem.names("latent")
-    if config.num_samples <= 0 or not latent:
+    if compiled.draws is None:
         return {}
-    guide = FullData()(guide) if problem.subsampled else guide
-    samples = Predictive(guide, params=params, num_samples=config.num_samples)(key, **data)
-    return {k: torch.as_tensor(np.array(samples[k]), dtype=problem.dtype) for k in latent}
+    samples = compiled.draws(key, params, _arrays(data))
+    return {k: torch.as_tensor(np.array(v), dtype=compiled.problem.dtype) for k, v in samples.items()}
 
 
 def _completed(problem: Problem, draws: dict, config: RunConfig, errors: dict) -> dict:
@@ -193,95 +185,201 @@ def _completed(problem: Problem, draws: dict, config: RunConfig, errors: dict) -
     return {k: v.unsqueeze(0) for k, v in draws.items()}
 
 
-def guide_pareto_k(problem: Problem, model, guide, params: dict, data: dict, key) -> float | str:
+def guide_pareto_k(compiled: Compiled, params: dict, data: dict, key) -> float | str:
     """The Pareto k-hat of the fitted guide as an importance proposal for the posterior, as
     :func:`ppgen.inference.svi.guide_pareto_k` defines it, from ``log w = log p(x, z) - log q(z)`` of
     guide draws vectorized by ``jax.vmap``; a string says why it was not computed."""
     import jax
-    from numpyro import handlers
     from numpyro.infer import autoguide
-    from numpyro.infer.util import log_density
 
-    from ppgen.backend.numpyro_full_data import FullData
-
-    if isinstance(guide, autoguide.AutoDelta):
+    problem = compiled.problem
+    if isinstance(compiled.guide, autoguide.AutoDelta):
         return "not computed: a point estimate (MAP) has no density, so its draws are one point, not a posterior"
     if problem.has_discrete:
         return "not computed: discrete latents are summed out of the model, not drawn by the guide"
     size = sum(v.numel() for v in problem.data.values() if torch.is_tensor(v))
     if size * PARETO_DRAWS > PARETO_BUDGET:
         return f"not computed: {PARETO_DRAWS} draws on {size} data elements exceed the budget of {PARETO_BUDGET}"
-    if problem.subsampled:
-        model, guide = FullData()(model), FullData()(guide)
-
-    def draw(key):
-        trace = handlers.trace(handlers.seed(handlers.substitute(guide, data=params), key)).get_trace(**data)
-        return {k: s["value"] for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
-
-    def log_weight(key):
-        z = draw(key)
-        return log_density(model, (), data, z)[0] - log_density(guide, (), data, {**params, **z})[0]
-
+    keys, arrays = jax.random.split(key, PARETO_DRAWS), _arrays(data)
     try:
-        latent = sum(np.prod(v.shape, dtype=int) for k, v in jax.eval_shape(draw, key).items() if k in problem.sites)
+        shapes = jax.eval_shape(compiled.draw_one, key, params, arrays)
+        latent = sum(np.prod(v.shape, dtype=int) for k, v in shapes.items() if k in problem.sites)
         if latent > PARETO_MAX_LATENT:
             return (f"not computed: a guide draw holds {latent} latent values (more than {PARETO_MAX_LATENT}: "
                     f"local latents of every data point, as an amortized guide draws), where one joint "
                     f"importance weight is not informative")
-        log_w = jax.jit(jax.vmap(log_weight))(jax.random.split(key, PARETO_DRAWS))
+        log_w = compiled.log_weights(keys, params, arrays)
     except Exception as e:  # noqa: BLE001 - a post-fit check: the fit is kept whatever it raises
         return f"not computed: {type(e).__name__}: {e}"
     _, k = az.psislw(np.asarray(log_w, dtype=np.float64))
     return float(k)
 
 
-def _fit(problem: Problem, config: RunConfig, default_guide: str, bound: bool) -> Fit:
-    """Fit the guide (``default_guide`` unless the caller or the model gives one); ``bound``: the
-    objective is the ELBO (with a point-mass guide it is the log joint, not a bound on the evidence)."""
+def _arrays(data: dict) -> dict:
+    """The JAX arrays of ``data``: what compiled functions take as arguments (the rest, sizes and
+    flags, are Python values fixed when they compile)."""
     import jax
+
+    return {k: v for k, v in data.items() if isinstance(v, jax.Array)}
+
+
+@dataclass
+class Compiled:
+    """The SVI of one fit and the functions JAX compiles for it, kept for the next fit of the same
+    program on the same data with the same guide, objective, optimizer and sizes (:func:`compiled_for`).
+
+    ``chunk(state, n, arrays)`` runs ``size`` steps, the first ``n`` of them taken (a NaN freezes the
+    state before it); ``draws(key, params, arrays)`` gives ``num_samples`` draws of the guide's latents;
+    ``log_weights(keys, params, arrays)`` gives ``log p(x, z) - log q(z)`` at one guide draw per key."""
+
+    problem: Problem
+    model: object
+    guide: object
+    svi: object
+    size: int
+    num_samples: int
+    scalars: dict
+
+    def __post_init__(self) -> None:
+        import jax
+
+        self.chunk = jax.jit(self._chunk)
+        self.draws = jax.jit(self._draws) if self.num_samples > 0 and self.problem.names("latent") else None
+        self.log_weights = jax.jit(jax.vmap(self._log_weight, in_axes=(0, None, None)))
+
+    def fresh_guide(self) -> None:
+        """Set the guide up again at the next fit's first call (its initial values come from that
+        fit's key, as they would for a new guide); what was compiled depends only on its structure."""
+        if hasattr(self.guide, "prototype_trace"):
+            self.guide.prototype_trace = None
+
+    def _chunk(self, state, n, arrays):
+        import jax
+        import jax.numpy as jnp
+
+        def body(state, i):
+            new, loss = self.svi.stable_update(state, **arrays, **self.scalars)  # NaN where not finite
+            keep = (i < n) & jnp.isfinite(loss)
+            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
+
+        return jax.lax.scan(body, state, jnp.arange(self.size))
+
+    def _full(self, program):
+        from ppgen.backend.numpyro_full_data import FullData
+
+        return FullData()(program) if self.problem.subsampled else program
+
+    def draw_one(self, key, params, arrays) -> dict:
+        """One draw of every sample site of the guide at ``params`` (auxiliary ones too), on all rows."""
+        from numpyro import handlers
+
+        guide = handlers.seed(handlers.substitute(self._full(self.guide), data=params), key)
+        trace = handlers.trace(guide).get_trace(**arrays, **self.scalars)
+        return {k: s["value"] for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
+
+    def _draws(self, key, params, arrays) -> dict:
+        import jax
+
+        latent = self.problem.names("latent")
+        draws = jax.lax.map(lambda k: self.draw_one(k, params, arrays), jax.random.split(key, self.num_samples))
+        return {k: v for k, v in draws.items() if k in latent}
+
+    def _log_weight(self, key, params, arrays):
+        from numpyro.infer.util import log_density
+
+        data = {**arrays, **self.scalars}
+        z = self.draw_one(key, params, arrays)
+        return (log_density(self._full(self.model), (), data, z)[0]
+                - log_density(self._full(self.guide), (), data, {**params, **z})[0])
+
+
+_CACHE: OrderedDict = OrderedDict()
+
+
+def compiled_for(problem: Problem, config: RunConfig, opts: dict, default_guide: str, data: dict) -> Compiled:
+    """The :class:`Compiled` of this fit: the cached one where a fit of the same program on the same
+    data (by value), guide, objective, optimizer, chunk size and number of draws came before; else a
+    new one, cached. Takes ``elbo``, ``num_particles``, ``optim``, ``lr`` and ``checkpoint_every`` out of
+    ``opts``."""
     from numpyro import optim
-    from numpyro.compat.pyro import clear_param_store
     from numpyro.infer import SVI
 
     from ppgen.backend.numpyro_dependent_support import DependentSupport
 
-    if "numpyro" not in problem.backends:
-        raise NotApplicableError(f"model {problem.name!r} is written for Pyro only; {config.method} needs a program "
-                                 f"written with `from pyroapi import pyro, distributions as dist`")
-    opts = dict(config.options)
+    chosen = next(g for g in (config.guide, problem.guide, default_guide) if g is not None)
+    elbo_spec = (opts.pop("elbo", "enum" if problem.has_discrete else "trace"), opts.pop("num_particles", 1))
+    optim_spec = (opts.pop("optim", None), opts.pop("lr", 0.01))  # svi's default lr
+    checkpointed = config.checkpoint_dir is not None
+    size = opts.pop("checkpoint_every", 100) if checkpointed else math.ceil(config.steps / CHUNKS)
+    arrays = _arrays(data)
+    scalars = {k: v for k, v in data.items() if k not in arrays}
+    key = (problem.program, problem.dependent, problem.max_plate_nesting, chosen, elbo_spec, optim_spec, size,
+           config.num_samples, repr(sorted(scalars.items())), _fingerprint(problem.data))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
     model = DependentSupport(problem.dependent)(problem.program) if problem.dependent else problem.program
     if problem.has_discrete:
         from numpyro.contrib.funsor import config_enumerate
 
         model = config_enumerate(model)
-    chosen = next(g for g in (config.guide, problem.guide, default_guide) if g is not None)
     guide = _guide(chosen, model, problem, config.method)
-    elbo = _elbo(problem, opts, config.method)
-    optimizer = opts.pop("optim", None) or optim.Adam(opts.pop("lr", 0.01))  # svi's default lr
+    elbo = _elbo(problem, *elbo_spec, config.method)
+    optimizer = optim_spec[0] or optim.Adam(optim_spec[1])
+    compiled = Compiled(problem, model, guide, SVI(model, guide, optimizer, elbo), size, config.num_samples, scalars)
+    _CACHE[key] = compiled
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return compiled
+
+
+def _fingerprint(data: dict) -> str:
+    """A digest of the data's names, shapes, dtypes and values."""
+    digest = hashlib.blake2b(digest_size=16)
+    for k, v in sorted(data.items()):
+        digest.update(k.encode())
+        if torch.is_tensor(v):
+            v = v.detach().cpu().contiguous()
+            digest.update(f"{tuple(v.shape)}{v.dtype}".encode())
+            digest.update(v.view(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+        else:
+            digest.update(repr(v).encode())
+    return digest.hexdigest()
+
+
+def _fit(problem: Problem, config: RunConfig, default_guide: str, bound: bool) -> Fit:
+    """Fit the guide (``default_guide`` unless the caller or the model gives one); ``bound``: the
+    objective is the ELBO (with a point-mass guide it is the log joint, not a bound on the evidence)."""
+    import jax
+    from numpyro.compat.pyro import clear_param_store
+
+    if "numpyro" not in problem.backends:
+        raise NotApplicableError(f"model {problem.name!r} is written for Pyro only; {config.method} needs a program "
+                                 f"written with `from pyroapi import pyro, distributions as dist`")
+    opts, data, errors = dict(config.options), to_jax(problem.data), {}
+    compiled = compiled_for(problem, config, opts, default_guide, data)
     check_runs_on_numpyro(problem)
     clear_param_store()  # every fit starts afresh, as Pyro's engines clear Pyro's param store
-    data, errors = to_jax(problem.data), {}
     fit_key, draws_key, pareto_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     start = time.perf_counter()
     try:
         with numpyro_backend():
-            svi = SVI(model, guide, optimizer, elbo)
-            state, losses = _train(svi, data, config, opts, fit_key)
-            params = svi.get_params(state)
-            draws = _guide_draws(problem, guide, params, data, config, draws_key)
+            state, losses = _train(compiled, data, config, opts, fit_key)
+            params = compiled.svi.get_params(state)
+            draws = _guide_draws(compiled, params, data, draws_key)
     except NotImplementedError as e:
         raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
     chains = _completed(problem, draws, config, errors)  # the program on Pyro, outside the NumPyro backend
     seconds = time.perf_counter() - start
     with numpyro_backend():
-        pareto_k = guide_pareto_k(problem, model, guide, params, data, pareto_key)
+        pareto_k = guide_pareto_k(compiled, params, data, pareto_key)
     tail = losses[-min(len(losses), 100):]
     diagnostics = {"final_loss": sum(tail) / len(tail), "guide_pareto_k": pareto_k}
     if bound:
         diagnostics["elbo"] = -diagnostics["final_loss"]
     params = {k: torch.as_tensor(np.array(v), dtype=problem.dtype) for k, v in params.items()}
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
-               diagnostics=diagnostics, params=params, guide=guide, problem=problem, errors=errors)
+               diagnostics=diagnostics, params=params, guide=compiled.guide, problem=problem, errors=errors)
 
 
 OPTIONS = {"lr": positive, "elbo": anything, "num_particles": positive_int, "optim": anything,

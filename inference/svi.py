@@ -461,7 +461,8 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str, bo
         model, guide_model, opts["reduce"] = parallel.shard(model), parallel.shard(guide_model), parallel.reduce
     chosen = next(g for g in (config.guide, problem.guide, default_guide) if g is not None)
     guide = make_guide(chosen, guide_model)
-    elbo = opts.pop("elbo", "enum" if problem.has_discrete else "trace")
+    elbo = opts.pop("elbo", None) or _own_objective(problem, model, guide, opts, parallel)
+    elbo = elbo or ("enum" if problem.has_discrete else "trace")
     if problem.has_discrete and isinstance(elbo, str) and elbo != "enum":
         raise UnknownNameError(f"model {problem.name!r} has discrete latents {problem.names('discrete')}; "
                                f"they are summed out by elbo='enum', not {elbo!r}")
@@ -489,6 +490,17 @@ def _fit_variational(problem: Problem, config: RunConfig, default_guide: str, bo
         diagnostics["elbo"] = -diagnostics["final_loss"]
     return Fit(method=config.method, model_name=problem.name, chains=chains, seconds=seconds, losses=losses,
                diagnostics=diagnostics, params=params, guide=guide, problem=problem, errors=errors)
+
+
+def _own_objective(problem: Problem, model: Callable, guide: Callable, opts: dict, parallel) -> object | None:
+    """The model's own objective where it has one (``objective()`` of the instance behind a registered
+    model: a VAE's or a density model's, Trace_ELBO's numbers without the traces) and the fit trains
+    its own two programs by the default ELBO with one particle, in one process."""
+    instance = problem.instance
+    if (parallel is not None or opts.get("num_particles", 1) != 1 or not hasattr(instance, "objective")
+            or model != getattr(instance, "model", None) or guide != getattr(instance, "guide", None)):
+        return None
+    return instance.objective()
 
 
 def guide_pareto_k(problem: Problem, guide, num_draws: int = PARETO_DRAWS) -> float | str:

@@ -43,6 +43,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.params import param_with_module_name
 from torch import nn
 
 from ppgen.data.images import load_digits
@@ -50,7 +51,8 @@ from ppgen.errors import DataError
 from ppgen.models import register
 from ppgen.nets import GaussianHead, mlp
 
-__all__ = ["VAE", "Encoder", "Decoder", "vae", "cvae", "check_images", "check_labels", "SeenTensors", "data_plate"]
+__all__ = ["VAE", "AmortizedELBO", "Encoder", "Decoder", "vae", "cvae", "check_images", "check_labels", "SeenTensors",
+           "data_plate"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -198,6 +200,14 @@ class VAE(nn.Module):
             loc, scale = self.encoder(x[idx], None if c is None else c[idx])   # (B, Z) each
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
+    def objective(self) -> AmortizedELBO | None:
+        """The direct objective of :meth:`model` and :meth:`guide` (``None`` where a subclass replaces
+        either program, whose objective is then only known to Pyro's ELBO)."""
+        cls = type(self)
+        if cls.model is VAE.model and cls.guide is VAE.guide:
+            return AmortizedELBO(self)
+        return None
+
     # -- uses of the trained networks ---------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,6 +262,58 @@ class VAE(nn.Module):
 
     def _one_hot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y.long(), self.num_classes).to(like.dtype)
+
+
+class AmortizedELBO:
+    r"""The single-draw ELBO of a :class:`VAE`'s model and guide, for ppgen's training loop (it takes
+    the place of a Pyro ELBO: ``loss_and_grads(model, guide, **data)``). On a minibatch ``b`` of ``B``
+    of the ``N`` images (``randperm(N)[:B]``, all of them without ``batch_size``)::
+
+        z_n = m_phi(x_n) + s_phi(x_n) eps_n,  eps_n ~ N(0, I)                     # (B, Z)
+        ELBO_b = N/B sum_{n in b} [log p(z_n) + log p_theta(x_n | z_n) - log q_phi(z_n | x_n)]
+
+    These are the numbers ``Trace_ELBO`` computes for the two programs, site by site in its order (the
+    prior, the likelihood, less the guide), from the same random draws: bit for bit on the CPU
+    (``tests/test_svi_overheads.py``), without tracing both programs, replaying one into the other and
+    copying the traces at every step. The networks' parameters are registered as the programs
+    register them (the first step walks the modules, later steps name the same tensors).
+    """
+
+    def __init__(self, vae: VAE):
+        self.vae = vae
+        self._params: list | None = None  # (param store name, tensor), as pyro.module names them
+
+    def loss_and_grads(self, model, guide, x: torch.Tensor, y: torch.Tensor | None = None,
+                       batch_size: int | None = None) -> float:
+        v = self.vae
+        if model != v.model or guide != v.guide:
+            raise ValueError(f"this objective is {v.name!r}'s own: it trains {v.name}.model and {v.name}.guide only")
+        if self._params is None:  # the guide's trace comes first: the encoder is registered first
+            self._params = []
+            for name, net in ((f"{v.name}.encoder", v.encoder), (f"{v.name}.decoder", v.decoder)):
+                pyro.module(name, net)
+                self._params += [(param_with_module_name(name, k), p) for k, p in net.named_parameters()
+                                 if p.requires_grad]
+        else:
+            for name, p in self._params:
+                pyro.param(name, p)
+        x, c = v.inputs(x, y)                                                    # (N, D), (N, C) | None
+        n = len(x)
+        subsampled = batch_size is not None and batch_size < n
+        idx = (torch.randperm(n, device=x.device)[:batch_size].clone() if subsampled  # as the "data" plate draws it
+               else torch.arange(n, device=x.device))
+        xb, cb = x[idx], None if c is None else c[idx]                           # (B, D)
+        loc, scale = v.encoder(xb, cb)                                           # (B, Z) each
+        q = dist.Normal(loc, scale).to_event(1)
+        z = q.rsample()                                                          # (B, Z)
+        prior = dist.Normal(xb.new_zeros(()), 1.0).expand([len(idx), v.z_dim]).to_event(1)
+        likelihood = v.decoder(z, cb)  # the model's run, then each site's log density: autograd's order as Pyro's
+        weight = n / len(idx)
+        log_pz, log_px, log_q = ((t * weight if subsampled else t).sum()
+                                 for t in (prior.log_prob(z), likelihood.log_prob(xb), q.log_prob(z)))
+        elbo = 0.0 + log_pz.item() + log_px.item() - log_q.item()
+        (-(log_pz + log_px - log_q)).backward()
+        return -elbo
 
 
 def data_plate(name: str, x: torch.Tensor, batch_size: int | None) -> pyro.plate:

@@ -74,3 +74,46 @@ def test_pyro_only_model_refused():
 def test_unknown_guide_refused():
     with pytest.raises(ppgen.ConfigError, match="guide 'flow'.*delta, lowrank, mvn, normal"):
         ppgen.fit(normal_mean, {"x": X}, method="numpyro-svi", guide="flow", progress=False)
+
+
+def test_a_refit_reuses_what_was_compiled_and_answers_as_a_fresh_fit():
+    from ppgen.inference import numpyro_svi
+
+    kwargs = dict(method="numpyro-svi", steps=200, lr=0.05, num_samples=50, progress=False)
+    numpyro_svi._CACHE.clear()
+    fresh = ppgen.fit(normal_mean, {"x": X}, seed=1, **kwargs)
+    other = ppgen.fit(normal_mean, {"x": X}, seed=0, **kwargs)  # the guide set up again, at seed 0's values
+    again = ppgen.fit(normal_mean, {"x": X}, seed=1, **kwargs)
+    assert again.guide is other.guide is fresh.guide and len(numpyro_svi._CACHE) == 1
+    assert again.losses == fresh.losses != other.losses
+    assert torch.equal(again.samples["mu"], fresh.samples["mu"])
+    assert again.diagnostics["guide_pareto_k"] == fresh.diagnostics["guide_pareto_k"]
+    shifted = ppgen.fit(normal_mean, {"x": X + 3.0}, seed=1, **kwargs)  # other values, the same shapes: not reused
+    assert shifted.guide is not fresh.guide and len(numpyro_svi._CACHE) == 2
+    mean = (X + 3.0).sum() / (1 / 2.0**2 + len(X))
+    assert abs(shifted.samples["mu"].mean().item() - mean) < 0.15
+
+
+def test_resume_is_bit_identical(tmp_path):
+    kwargs = dict(method="numpyro-svi", num_samples=20, lr=0.05, progress=False, seed=3)
+    full = ppgen.fit("eight_schools", steps=60, checkpoint_dir=tmp_path / "full", checkpoint_every=10, **kwargs)
+    ppgen.fit("eight_schools", steps=25, checkpoint_dir=tmp_path / "cut", checkpoint_every=10, **kwargs)
+    resumed = ppgen.fit("eight_schools", steps=60, checkpoint_dir=tmp_path / "cut", checkpoint_every=10, **kwargs)
+    assert len(resumed.losses) == 60 and resumed.losses == full.losses
+    for name in full.params:
+        assert torch.equal(full.params[name], resumed.params[name]), name
+
+
+def exploding(x):
+    """A likelihood whose location overflows once Adam moves w far."""
+    w = pyro.sample("w", dist.Normal(1.0, 1.0))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(w * 1e10 * w, 1.0), obs=x)
+
+
+def test_nan_stops_the_fit_at_its_step(tmp_path):
+    with pytest.raises(ppgen.NumericalError, match="SVI step [0-9]+: the (gradient of w_auto_loc|loss)") as info:
+        ppgen.fit(exploding, {"x": X}, method="numpyro-map", steps=50, lr=1e30, progress=False,
+                  checkpoint_dir=tmp_path, checkpoint_every=1)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == info.value.step == len(saved["losses"]) and np.isfinite(saved["losses"]).all()

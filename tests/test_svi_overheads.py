@@ -1,7 +1,7 @@
 """What the SVI loop no longer pays for at every step keeps its behaviour: one torch optimizer in place of
 pyro.optim's one per tensor (the same numbers, the same checkpoints), Pyro's validation on the first
-step only (a bad value later is still caught, by the NaN guard), and a density model's objective
-computed without Pyro's traces (Trace_ELBO's numbers, bit for bit)."""
+step only (a bad value later is still caught, by the NaN guard), and a density model's and a VAE's
+objectives computed without Pyro's traces (Trace_ELBO's numbers, bit for bit)."""
 import pyro
 import pyro.distributions as dist
 import pyro.optim
@@ -273,3 +273,50 @@ def test_svi_with_an_autoguide_still_resumes_from_a_state(tmp_path):
     pyro.clear_param_store()
     again = SVI(model, AutoNormal(model), lr=0.1).run(data, 30, state=SVIState.load(tmp_path / "s.pt"), progress=False)
     assert again.losses == whole.losses and _same(_params(), expected)
+
+
+# --------------------------------------------------------------------- a VAE's direct objective
+@pytest.mark.parametrize("batch_size", [None, 32])
+@pytest.mark.parametrize("num_classes, likelihood", [(0, "bernoulli"), (3, "bernoulli"), (0, "gaussian")])
+def test_the_vae_objective_is_trace_elbos_bit_for_bit(images, batch_size, num_classes, likelihood):
+    data = {"x": images["x"] if likelihood == "bernoulli" else 0.2 + 0.5 * images["x"], "batch_size": batch_size}
+    if num_classes:
+        data["y"] = torch.arange(len(data["x"])) % num_classes
+    runs = []
+    for own in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        net = VAE(16, 2, (12,), image_shape=(4, 4), num_classes=num_classes, likelihood=likelihood)
+        options = {"elbo": net.objective()} if own else {}
+        losses = train(net.model, net.guide, data, steps=20, lr=0.02, seed=1, progress=False, **options)
+        runs.append((losses, _params()))
+    assert runs[0][0] == runs[1][0]
+    assert _same(runs[0][1], runs[1][1])
+
+
+def test_the_front_door_trains_a_registered_vae_by_its_own_objective(monkeypatch):
+    import ppgen
+    from ppgen.models.vae import AmortizedELBO
+
+    calls = []
+    original = AmortizedELBO.loss_and_grads
+    monkeypatch.setattr(AmortizedELBO, "loss_and_grads",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    kwargs = dict(method="svi", steps=6, lr=1e-3, num_samples=5, seed=2, progress=False)
+    own = ppgen.fit("vae", **kwargs)
+    assert len(calls) == 6
+    pyro_elbo = ppgen.fit("vae", elbo="trace", **kwargs)
+    assert len(calls) == 6 and own.losses == pyro_elbo.losses
+    assert _same(own.params, pyro_elbo.params)
+
+
+def test_a_replaced_program_falls_back_to_pyros_elbo():
+    class Tempered(VAE):
+        def model(self, x, y=None, batch_size=None):
+            with pyro.poutine.scale(scale=0.5):
+                super().model(x, y, batch_size)
+
+    assert Tempered(16, 2, (12,)).objective() is None and _vae().objective() is not None
+    with pytest.raises(ValueError, match="'s own: it trains vae.model"):
+        net = _vae()
+        net.objective().loss_and_grads(_vae("other").model, net.guide, torch.zeros(4, 16))
