@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -55,6 +55,7 @@ __all__ = ["VAE", "AmortizedELBO", "Encoder", "Decoder", "vae", "cvae", "check_i
            "data_plate"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as torch's Normal.log_prob writes the constant
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,11 +273,12 @@ class AmortizedELBO:
         z_n = m_phi(x_n) + s_phi(x_n) eps_n,  eps_n ~ N(0, I)                     # (B, Z)
         ELBO_b = N/B sum_{n in b} [log p(z_n) + log p_theta(x_n | z_n) - log q_phi(z_n | x_n)]
 
-    These are the numbers ``Trace_ELBO`` computes for the two programs, site by site in its order (the
+    The log densities are written out as torch's ``Normal`` and ``Bernoulli`` compute them, so these
+    are the numbers ``Trace_ELBO`` computes for the two programs, site by site in its order (the
     prior, the likelihood, less the guide), from the same random draws: bit for bit on the CPU
     (``tests/test_svi_overheads.py``), without tracing both programs, replaying one into the other and
-    copying the traces at every step. The networks' parameters are registered as the programs
-    register them (the first step walks the modules, later steps name the same tensors).
+    copying the traces at every step, nor building distribution objects. The networks' parameters
+    are registered as the programs register them (the first step walks the modules, later steps name the same tensors).
     """
 
     def __init__(self, vae: VAE):
@@ -304,16 +306,25 @@ class AmortizedELBO:
                else torch.arange(n, device=x.device))
         xb, cb = x[idx], None if c is None else c[idx]                           # (B, D)
         loc, scale = v.encoder(xb, cb)                                           # (B, Z) each
-        q = dist.Normal(loc, scale).to_event(1)
-        z = q.rsample()                                                          # (B, Z)
-        prior = dist.Normal(xb.new_zeros(()), 1.0).expand([len(idx), v.z_dim]).to_event(1)
-        likelihood = v.decoder(z, cb)  # the model's run, then each site's log density: autograd's order as Pyro's
+        z = loc + torch.empty_like(loc).normal_() * scale                        # q's rsample, (B, Z)
+        log_likelihood = self._likelihood(z, cb)  # the decoder runs first, as in the model, before any density
         weight = n / len(idx)
-        log_pz, log_px, log_q = ((t * weight if subsampled else t).sum()
-                                 for t in (prior.log_prob(z), likelihood.log_prob(xb), q.log_prob(z)))
+        log_pz, log_px, log_q = ((t * weight if subsampled else t).sum() for t in (  # in the order Pyro takes them
+            (-(z**2) / 2 - LOG_SQRT_2PI).sum(-1),                                # N(z; 0, I)
+            log_likelihood(xb),                                                  # p_theta(x | z, c)
+            (-((z - loc) ** 2) / (2 * scale**2) - scale.log() - LOG_SQRT_2PI).sum(-1)))   # q_phi(z | x, c)
         elbo = 0.0 + log_pz.item() + log_px.item() - log_q.item()
         (-(log_pz + log_px - log_q)).backward()
         return -elbo
+
+    def _likelihood(self, z: torch.Tensor, c: torch.Tensor | None) -> Callable:
+        """x -> log p_theta(x | z, c) per image, (B,): for binary pixels as ``Bernoulli(logits).log_prob``
+        computes it."""
+        decoder = self.vae.decoder
+        if decoder.likelihood != "bernoulli":
+            return decoder(z, c).log_prob
+        logits = decoder.net(_cat(z, c))                                         # (B, D)
+        return lambda x: (-F.binary_cross_entropy_with_logits(logits, x, reduction="none")).sum(-1)
 
 
 def data_plate(name: str, x: torch.Tensor, batch_size: int | None) -> pyro.plate:
