@@ -166,12 +166,12 @@ def _train(compiled: Compiled, data: dict, config: RunConfig, opts: dict, key) -
     return state, losses
 
 
-def _guide_draws(compiled: Compiled, params: dict, data: dict, key) -> dict:
+def _guide_draws(problem: Problem, compiled: Compiled, params: dict, data: dict, key) -> dict:
     """``num_samples`` draws of each continuous latent from the fitted guide, on all rows."""
     if compiled.draws is None:
         return {}
     samples = compiled.draws(key, params, _arrays(data))
-    return {k: torch.as_tensor(np.array(v), dtype=compiled.problem.dtype) for k, v in samples.items()}
+    return {k: torch.as_tensor(np.array(v), dtype=problem.dtype) for k, v in samples.items()}
 
 
 def _completed(problem: Problem, draws: dict, config: RunConfig, errors: dict) -> dict:
@@ -185,14 +185,13 @@ def _completed(problem: Problem, draws: dict, config: RunConfig, errors: dict) -
     return {k: v.unsqueeze(0) for k, v in draws.items()}
 
 
-def guide_pareto_k(compiled: Compiled, params: dict, data: dict, key) -> float | str:
+def guide_pareto_k(problem: Problem, compiled: Compiled, params: dict, data: dict, key) -> float | str:
     """The Pareto k-hat of the fitted guide as an importance proposal for the posterior, as
     :func:`ppgen.inference.svi.guide_pareto_k` defines it, from ``log w = log p(x, z) - log q(z)`` of
     guide draws vectorized by ``jax.vmap``; a string says why it was not computed."""
     import jax
     from numpyro.infer import autoguide
 
-    problem = compiled.problem
     if isinstance(compiled.guide, autoguide.AutoDelta):
         return "not computed: a point estimate (MAP) has no density, so its draws are one point, not a posterior"
     if problem.has_discrete:
@@ -232,7 +231,8 @@ class Compiled:
     state before it); ``draws(key, params, arrays)`` gives ``num_samples`` draws of the guide's latents;
     ``log_weights(keys, params, arrays)`` gives ``log p(x, z) - log q(z)`` at one guide draw per key."""
 
-    problem: Problem
+    latent: tuple  # the continuous latents' names
+    subsampled: bool
     model: object
     guide: object
     svi: object
@@ -244,7 +244,7 @@ class Compiled:
         import jax
 
         self.chunk = jax.jit(self._chunk)
-        self.draws = jax.jit(self._draws) if self.num_samples > 0 and self.problem.names("latent") else None
+        self.draws = jax.jit(self._draws) if self.num_samples > 0 and self.latent else None
         self.log_weights = jax.jit(jax.vmap(self._log_weight, in_axes=(0, None, None)))
 
     def fresh_guide(self) -> None:
@@ -267,7 +267,7 @@ class Compiled:
     def _full(self, program):
         from ppgen.backend.numpyro_full_data import FullData
 
-        return FullData()(program) if self.problem.subsampled else program
+        return FullData()(program) if self.subsampled else program
 
     def draw_one(self, key, params, arrays) -> dict:
         """One draw of every sample site of the guide at ``params`` (auxiliary ones too), on all rows."""
@@ -280,7 +280,7 @@ class Compiled:
     def _draws(self, key, params, arrays) -> dict:
         import jax
 
-        latent = self.problem.names("latent")
+        latent = self.latent
         draws = jax.lax.map(lambda k: self.draw_one(k, params, arrays), jax.random.split(key, self.num_samples))
         return {k: v for k, v in draws.items() if k in latent}
 
@@ -326,7 +326,8 @@ def compiled_for(problem: Problem, config: RunConfig, opts: dict, default_guide:
     guide = _guide(chosen, model, problem, config.method)
     elbo = _elbo(problem, *elbo_spec, config.method)
     optimizer = optim_spec[0] or optim.Adam(optim_spec[1])
-    compiled = Compiled(problem, model, guide, SVI(model, guide, optimizer, elbo), size, config.num_samples, scalars)
+    compiled = Compiled(tuple(problem.names("latent")), problem.subsampled, model, guide,
+                        SVI(model, guide, optimizer, elbo), size, config.num_samples, scalars)
     _CACHE[key] = compiled
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -366,13 +367,13 @@ def _fit(problem: Problem, config: RunConfig, default_guide: str, bound: bool) -
         with numpyro_backend():
             state, losses = _train(compiled, data, config, opts, fit_key)
             params = compiled.svi.get_params(state)
-            draws = _guide_draws(compiled, params, data, draws_key)
+            draws = _guide_draws(problem, compiled, params, data, draws_key)
     except NotImplementedError as e:
         raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
     chains = _completed(problem, draws, config, errors)  # the program on Pyro, outside the NumPyro backend
     seconds = time.perf_counter() - start
     with numpyro_backend():
-        pareto_k = guide_pareto_k(compiled, params, data, pareto_key)
+        pareto_k = guide_pareto_k(problem, compiled, params, data, pareto_key)
     tail = losses[-min(len(losses), 100):]
     diagnostics = {"final_loss": sum(tail) / len(tail), "guide_pareto_k": pareto_k}
     if bound:
