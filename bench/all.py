@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 QUICK = {  # benchmark -> its arguments at a quick size
-    "svi": ["--steps", "1000"],
+    "svi": ["--steps", "3000"],
     "nuts": ["--num-samples", "1000", "--num-warmup", "500", "--repeats", "2"],  # the first NumPyro run starts JAX
     "hmm": ["--repeats", "2"],
     "vae": ["--epochs", "6", "--seeds", "1"],

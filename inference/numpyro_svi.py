@@ -129,7 +129,7 @@ def _load(path: Path, state) -> tuple:
 
 def _train(compiled: Compiled, data: dict, config: RunConfig, opts: dict, key) -> tuple:
     """``config.steps`` steps of ``compiled.svi`` in compiled chunks: the final state and the per-step losses."""
-    svi, size, chunk = compiled.svi, compiled.size, compiled.chunk
+    svi, size = compiled.svi, compiled.size
     checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir is not None else None
     log_every, callback = opts.pop("log_every", 100), opts.pop("callback", None)
     compiled.fresh_guide()
@@ -142,8 +142,7 @@ def _train(compiled: Compiled, data: dict, config: RunConfig, opts: dict, key) -
     with checkpointing.StopRequest() as stop, bar:
         while step < config.steps:
             n = min(size, config.steps - step)
-            state, chunk_losses = chunk(state, n, arrays)
-            chunk_losses = np.asarray(chunk_losses[:n], dtype=np.float64)
+            state, chunk_losses = compiled.run(state, n, arrays)
             failed = np.flatnonzero(~np.isfinite(chunk_losses))
             taken = int(failed[0]) if failed.size else n
             losses += chunk_losses[:taken].tolist()
@@ -227,8 +226,8 @@ class Compiled:
     """The SVI of one fit and the functions JAX compiles for it, kept for the next fit of the same
     program on the same data with the same guide, objective, optimizer and sizes (:func:`compiled_for`).
 
-    ``chunk(state, n, arrays)`` runs ``size`` steps, the first ``n`` of them taken (a NaN freezes the
-    state before it); ``draws(key, params, arrays)`` gives ``num_samples`` draws of the guide's latents;
+    ``run(state, n, arrays)`` takes ``n <= size`` steps (stopping before one whose loss or gradient is
+    NaN/inf); ``draws(key, params, arrays)`` gives ``num_samples`` draws of the guide's latents;
     ``log_weights(keys, params, arrays)`` gives ``log p(x, z) - log q(z)`` at one guide draw per key."""
 
     latent: tuple  # the continuous latents' names
@@ -243,7 +242,8 @@ class Compiled:
     def __post_init__(self) -> None:
         import jax
 
-        self.chunk = jax.jit(self._chunk)
+        self.chunk = jax.jit(self._chunk)  # size steps, unguarded but for stable_update's own check
+        self.guarded = jax.jit(self._guarded)  # compiled only where needed: a short last chunk, a NaN
         self.draws = jax.jit(self._draws) if self.num_samples > 0 and self.latent else None
         self.log_weights = jax.jit(jax.vmap(self._log_weight, in_axes=(0, None, None)))
 
@@ -253,13 +253,33 @@ class Compiled:
         if hasattr(self.guide, "prototype_trace"):
             self.guide.prototype_trace = None
 
-    def _chunk(self, state, n, arrays):
+    def run(self, state, n: int, arrays: dict) -> tuple:
+        """The state after ``n`` steps (or before the first whose loss or gradient is NaN/inf) and the
+        ``n`` losses (NaN from that step on). A whole chunk runs as a scan of NumPyro's own steps would; the
+        guarded one (each step taken only while all before it were finite) runs only where fewer steps
+        are left than a chunk holds, or a whole chunk failed."""
+        if n == self.size:
+            new, losses = self.chunk(state, arrays)
+            losses = np.asarray(losses, dtype=np.float64)
+            if np.isfinite(losses).all():
+                return new, losses
+        new, losses = self.guarded(state, n, arrays)
+        return new, np.asarray(losses[:n], dtype=np.float64)
+
+    def _chunk(self, state, arrays):
+        import jax
+        import jax.numpy as jnp
+
+        step = lambda state, _: self.svi.stable_update(state, **arrays, **self.scalars)  # noqa: E731
+        return jax.lax.scan(step, state, jnp.arange(self.size))
+
+    def _guarded(self, state, n, arrays):
         import jax
         import jax.numpy as jnp
 
         def body(state, i):
             new, loss = self.svi.stable_update(state, **arrays, **self.scalars)  # NaN where not finite
-            keep = (i < n) & jnp.isfinite(loss)
+            keep = (i < n) & jnp.isfinite(loss)  # a failed step keeps the state, key too: the next fails alike
             return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), loss
 
         return jax.lax.scan(body, state, jnp.arange(self.size))

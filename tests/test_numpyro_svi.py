@@ -111,9 +111,15 @@ def exploding(x):
         pyro.sample("x", dist.Normal(w * 1e10 * w, 1.0), obs=x)
 
 
-def test_nan_stops_the_fit_at_its_step(tmp_path):
+@pytest.mark.parametrize("every", [1, 20])  # one step a chunk; the failed step inside a chunk
+def test_nan_stops_the_fit_at_its_step(tmp_path, every):
+    kwargs = dict(method="numpyro-map", lr=1e30, progress=False, checkpoint_every=every)
     with pytest.raises(ppgen.NumericalError, match="SVI step [0-9]+: the (gradient of w_auto_loc|loss)") as info:
-        ppgen.fit(exploding, {"x": X}, method="numpyro-map", steps=50, lr=1e30, progress=False,
-                  checkpoint_dir=tmp_path, checkpoint_every=1)
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+        ppgen.fit(exploding, {"x": X}, steps=50, checkpoint_dir=tmp_path / "failed", **kwargs)
+    saved = torch.load(tmp_path / "failed" / "checkpoint.pt", weights_only=False)
     assert saved["step"] == info.value.step == len(saved["losses"]) and np.isfinite(saved["losses"]).all()
+    if saved["step"]:  # the state kept is that of a fit stopped just before the failing step
+        cut = ppgen.fit(exploding, {"x": X}, steps=saved["step"], checkpoint_dir=tmp_path / "cut", **kwargs)
+        state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["state"]
+        assert cut.losses == saved["losses"]
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(state, saved["state"], strict=True))
