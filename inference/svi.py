@@ -42,6 +42,7 @@ from ppgen.inference import distributed, register
 from ppgen.inference.bounds import importance_sample
 from ppgen.inference.objectives import make_elbo, make_guide
 from ppgen.inference.options import anything, positive, positive_int
+from ppgen.nets import ModuleParams
 from ppgen.problem import Problem, RunConfig
 from ppgen.results import Fit
 from ppgen.runfolder import read_torch, write_torch
@@ -334,7 +335,9 @@ class SVI:
         """One step (``step`` steps done before it): gradients, the NaN guard, the optimizer; the loss."""
         with self._capture as capture:
             loss = self.loss.loss_and_grads(self.model, self.guide, **data)
-        params = {name: value.unconstrained() for name, value in capture.params.items()}
+        own = getattr(self.loss, "registered", None)  # the objective of a ppgen model names its networks' params
+        params = (own.params if isinstance(own, ModuleParams)
+                  else {name: value.unconstrained() for name, value in capture.params.items()})
         if self.reduce is not None:
             loss = self.reduce(loss, params)
         if not _finite(loss, params):

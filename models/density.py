@@ -18,10 +18,10 @@ import itertools
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.params import param_with_module_name
 from torch import nn
 
 from ppgen.errors import ConfigError, DataError
+from ppgen.nets import ModuleParams
 
 __all__ = ["DensityModel", "ExactLikelihood"]
 
@@ -112,24 +112,18 @@ class ExactLikelihood:
     on the same tensors here give the same loss, gradients and random draws, bit for bit on the CPU
     (``tests/test_svi_overheads.py``), without tracing two programs, replaying one into the other and
     copying both traces at every step. The parameters are registered as the program registers them,
-    so the loop sees and steps the same tensors under the same names (the network's parameters are
-    listed once, at the first step: one objective serves one ``fit``, during which they stay put).
+    so the loop sees and steps the same tensors under the same names (:class:`~ppgen.nets.ModuleParams`).
     """
 
     def __init__(self, density: DensityModel):
         self.density = density
-        self._params: list | None = None  # (param store name, tensor), as pyro.module names them
+        self.registered = ModuleParams((density.name, density))  # as the program registers the network
 
     def loss_and_grads(self, model, guide, x: torch.Tensor, batch_size: int | None = None) -> float:
         d = self.density
         if model != d.model or guide != d.guide:
             raise ValueError(f"this objective is {d.name!r}'s own: it trains {d.name}.model and {d.name}.guide only")
-        if self._params is None:  # the first step registers the network as the program does
-            pyro.module(d.name, d)
-            self._params = [(param_with_module_name(d.name, n), p) for n, p in d.named_parameters() if p.requires_grad]
-        else:  # then the same parameters, without walking the module tree again (a third of pyro.module's time)
-            for name, p in self._params:
-                pyro.param(name, p)
+        self.registered.register()
         n = x.shape[0]
         if batch_size is None or batch_size >= n:  # the plate's whole-data case: every row, weight 1
             log_p = d.distribution().log_prob(x)

@@ -43,13 +43,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.params import param_with_module_name
 from torch import nn
 
 from ppgen.data.images import load_digits
 from ppgen.errors import DataError
 from ppgen.models import register
-from ppgen.nets import GaussianHead, mlp
+from ppgen.nets import GaussianHead, ModuleParams, mlp
 
 __all__ = ["VAE", "AmortizedELBO", "Encoder", "Decoder", "vae", "cvae", "check_images", "check_labels", "SeenTensors",
            "data_plate"]
@@ -278,27 +277,20 @@ class AmortizedELBO:
     prior, the likelihood, less the guide), from the same random draws: bit for bit on the CPU
     (``tests/test_svi_overheads.py``), without tracing both programs, replaying one into the other and
     copying the traces at every step, nor building distribution objects. The networks' parameters
-    are registered as the programs register them (the first step walks the modules, later steps name the same tensors).
+    are registered as the programs register them (:class:`~ppgen.nets.ModuleParams`).
     """
 
     def __init__(self, vae: VAE):
         self.vae = vae
-        self._params: list | None = None  # (param store name, tensor), as pyro.module names them
+        # the guide's trace comes first: the encoder is registered first
+        self.registered = ModuleParams((f"{vae.name}.encoder", vae.encoder), (f"{vae.name}.decoder", vae.decoder))
 
     def loss_and_grads(self, model, guide, x: torch.Tensor, y: torch.Tensor | None = None,
                        batch_size: int | None = None) -> float:
         v = self.vae
         if model != v.model or guide != v.guide:
             raise ValueError(f"this objective is {v.name!r}'s own: it trains {v.name}.model and {v.name}.guide only")
-        if self._params is None:  # the guide's trace comes first: the encoder is registered first
-            self._params = []
-            for name, net in ((f"{v.name}.encoder", v.encoder), (f"{v.name}.decoder", v.decoder)):
-                pyro.module(name, net)
-                self._params += [(param_with_module_name(name, k), p) for k, p in net.named_parameters()
-                                 if p.requires_grad]
-        else:
-            for name, p in self._params:
-                pyro.param(name, p)
+        self.registered.register()
         x, c = v.inputs(x, y)                                                    # (N, D), (N, C) | None
         n = len(x)
         subsampled = batch_size is not None and batch_size < n

@@ -154,13 +154,15 @@ def test_refuses_with_a_clear_message(name, method):
                   num_samples=10, num_warmup=10, steps=5)
 
 
-PREDICTS = [n for n in NAMES if TABLES[n]["PREDICT"]]
+# predictions from a sampler's draws (nuts, else the first method listed) and from NumPyro's guide
+PREDICTS = [pytest.param(n, m, id=f"{n}-{m}") for n in NAMES if TABLES[n]["PREDICT"]
+            for m in {"nuts" if "nuts" in TABLES[n]["METHODS"] else next(iter(TABLES[n]["METHODS"])): None,
+                      **({"numpyro-svi": None} if "numpyro-svi" in TABLES[n]["METHODS"] else {})}]
 
 
-@pytest.mark.parametrize("name", PREDICTS)
-def test_predict_new_inputs(name):
+@pytest.mark.parametrize("name,method", PREDICTS)
+def test_predict_new_inputs(name, method):
     module = load_program(name)
-    method = "nuts" if "nuts" in module.METHODS else next(iter(module.METHODS))
     _, fit = fitted(name, method)
     if not hasattr(fit, "predict"):
         pytest.skip("Fit.predict is not there yet (a requested feature)")

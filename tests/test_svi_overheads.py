@@ -294,6 +294,23 @@ def test_the_vae_objective_is_trace_elbos_bit_for_bit(images, batch_size, num_cl
     assert _same(runs[0][1], runs[1][1])
 
 
+
+def test_an_objective_kept_across_a_cleared_param_store_registers_its_networks_again(images):
+    runs = []
+    for own in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        net = VAE(16, 2, (12,), image_shape=(4, 4))
+        options = {"elbo": net.objective()} if own else {}
+        losses = train(net.model, net.guide, images, steps=5, lr=0.02, seed=1, progress=False, **options)
+        pyro.clear_param_store()  # between two fits: the same networks, an empty store
+        losses += train(net.model, net.guide, images, steps=5, lr=0.02, seed=2, progress=False, **options)
+        store = pyro.get_param_store()
+        assert store["vae.decoder$$$net.0.weight"] is net.decoder.net[0].weight  # the network's own tensors
+        runs.append((losses, _params()))
+    assert runs[0][0] == runs[1][0] and runs[0][0][5] != runs[0][0][0]
+    assert _same(runs[0][1], runs[1][1])
+
 def test_the_front_door_trains_a_registered_vae_by_its_own_objective(monkeypatch):
     import ppgen
     from ppgen.models.vae import AmortizedELBO

@@ -52,6 +52,10 @@ SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
     "svi": dict(steps=2000, num_samples=300, lr=0.02),
     "nuts": dict(num_warmup=200, num_samples=200),
     "numpyro-nuts": dict(num_warmup=500, num_samples=1000),
+    "numpyro-svi": dict(steps=2000, num_samples=300, lr=0.02),
+    # 1500 steps from NumPyro's own prior-median start; at seed 1 that start has |theta| > 1, where the
+    # recursion's errors grow like theta^t and float32 Adam stays stuck at a loss of 1e32
+    "numpyro-map": dict(steps=1500, num_samples=50, lr=0.04),
 }
 REFUSED = {"enum": "continuous"}
 
@@ -59,10 +63,10 @@ REFUSED = {"enum": "continuous"}
 def check(fit):
     for name, (mean, sd) in REFERENCE.items():
         draws = fit.samples[name].reshape(-1).double()
-        if fit.method == "map":
+        if fit.method in ("map", "numpyro-map"):
             assert abs(draws.mean().item() - mean) < 1.0 * sd, (name, draws.mean(), mean, sd)
             continue
-        tol = 1.0 if fit.method == "svi" else 0.35  # mean-field VI: mu and phi are strongly correlated
+        tol = 1.0 if fit.method in ("svi", "numpyro-svi") else 0.35  # mean-field VI: mu and phi are strongly correlated
         assert abs(draws.mean().item() - mean) < tol * sd, (name, draws.mean(), mean, sd)
-        lo, hi = (0.4, 1.6) if fit.method == "svi" else (0.7, 1.35)
+        lo, hi = (0.4, 1.6) if fit.method in ("svi", "numpyro-svi") else (0.7, 1.35)
         assert lo * sd < draws.std().item() < hi * sd, (name, draws.std(), sd)

@@ -34,6 +34,8 @@ REFERENCE = {"loc": (-1.0255, 0.0923), "scale": (0.1727, 0.1065), "alpha[0]": (-
 METHODS = {
     "map": dict(steps=500, num_samples=20, lr=0.02),  # the 1500-step mode to 0.003
     "numpyro-nuts": dict(num_warmup=1000, num_samples=2000, target_accept_prob=0.9),
+    "numpyro-svi": dict(steps=2000, num_samples=500, lr=0.02),
+    "numpyro-map": dict(steps=500, num_samples=20, lr=0.02),
 }
 SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
     "svi": dict(steps=2000, num_samples=500, lr=0.02),
@@ -44,7 +46,7 @@ REFUSED = {"enum": "continuous"}
 
 def check(fit):
     s = fit.samples
-    if fit.method == "map":  # centered hierarchy: the mode pools hard; loc near the pooled logit
+    if fit.method in ("map", "numpyro-map"):  # centered hierarchy: the mode pools hard; loc near the pooled logit
         assert abs(s["loc"].mean().item() - REFERENCE["loc"][0]) < 0.3, s["loc"].mean()
         return
     for name, (mean, sd) in REFERENCE.items():
@@ -53,8 +55,10 @@ def check(fit):
             d = s["alpha"].reshape(s["alpha"].shape[0], -1)[:, j].double()
         else:
             d = s[name].reshape(-1).double()
-        if fit.method == "svi":
-            assert abs(d.mean().item() - mean) < 1.0 * sd, (name, d.mean(), mean, sd)
+        if fit.method in ("svi", "numpyro-svi"):  # mean-field VI on the centered funnel: its optimum puts scale's
+            # mean at 0.25-0.29 (svi and numpyro-svi alike, seeds 0-2, 6000 steps at lr 0.005), 0.8-1.1 sd above
+            tol = 1.3 if name == "scale" else 1.0
+            assert abs(d.mean().item() - mean) < tol * sd, (name, d.mean(), mean, sd)
             continue
         tol = 0.3 if fit.method == "numpyro-nuts" else 0.45
         assert abs(d.mean().item() - mean) < tol * sd, (name, d.mean(), mean, sd)

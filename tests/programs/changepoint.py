@@ -58,7 +58,7 @@ METHODS = {
 SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
     "nuts": dict(num_warmup=200, num_samples=400),
 }
-REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only"}
+REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only", "numpyro-svi": "Pyro only"}
 
 
 def check(fit):

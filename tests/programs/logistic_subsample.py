@@ -51,7 +51,7 @@ SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
 }
 REFUSED = {
     "enum": "continuous",
-    "numpyro-nuts": "Pyro only",
+    "numpyro-nuts": "Pyro only", "numpyro-svi": "Pyro only",
 }
 
 

@@ -36,15 +36,18 @@ METHODS = {
     "nuts": dict(num_warmup=200, num_samples=300),
     "hmc": dict(num_warmup=200, num_samples=300, num_steps=5),
     "numpyro-nuts": dict(num_warmup=300, num_samples=1000),
+    # lr 0.01: at 0.05 the last iterate jitters by up to 0.9 posterior sd (seeds 0-2, svi and numpyro-svi alike)
+    "numpyro-svi": dict(steps=3000, num_samples=500, lr=0.01),
+    "numpyro-map": dict(steps=1000, num_samples=20, lr=0.05),
 }
 REFUSED = {"enum": "continuous"}
 
 
 def check(fit):
     mu = fit.samples["mu"].reshape(-1).double()
-    tol = 0.1 * POST_SD if fit.method == "map" else 0.3 * POST_SD
+    tol = 0.1 * POST_SD if fit.method in ("map", "numpyro-map") else 0.3 * POST_SD
     assert abs(mu.mean().item() - POST_MEAN) < tol, (mu.mean(), POST_MEAN, POST_SD)
-    if fit.method != "map":
+    if fit.method not in ("map", "numpyro-map"):
         assert 0.7 * POST_SD < mu.std().item() < 1.35 * POST_SD, (mu.std(), POST_SD)
     # pointwise log-likelihood: a masked entry contributes nothing
     idata = fit.to_arviz()

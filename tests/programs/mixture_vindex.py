@@ -40,7 +40,7 @@ METHODS = {
 SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
     "svi": dict(steps=1500, num_samples=200, lr=0.1),
 }
-REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only"}
+REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only", "numpyro-svi": "Pyro only"}
 
 
 def _matched(locs):

@@ -88,7 +88,7 @@ METHODS = {
     # 400 steps: the classifier labels 0.93 of the unlabelled images (seeds 0-2), as after 1500
     "svi": dict(steps=400, num_samples=20, lr=0.01, elbo="enum"),
 }
-REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only"}
+REFUSED = {"enum": "continuous", "numpyro-nuts": "Pyro only", "numpyro-svi": "Pyro only"}
 LOO_VAR = "x_unsup_obs"
 
 

@@ -51,6 +51,10 @@ METHODS = {
     "map": dict(steps=800, num_samples=50, lr=0.02),  # converged: the 2000-step mode to 4 decimals
     "nuts": dict(num_warmup=300, num_samples=300),
     "numpyro-nuts": dict(num_warmup=500, num_samples=1000),
+    "numpyro-svi": dict(steps=3000, num_samples=500, lr=0.02),
+    # 3000 steps: NumPyro draws its own prior-median start, from which the intercept (correlated with the
+    # slope, x not centred) takes longer than 800 steps to reach the mode
+    "numpyro-map": dict(steps=3000, num_samples=50, lr=0.02),
 }
 SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
     "svi": dict(steps=3000, num_samples=500, lr=0.02),
@@ -61,11 +65,11 @@ REFUSED = {"enum": "continuous"}
 def check(fit):
     beta = fit.samples["beta"].reshape(-1, 2).double().numpy()
     sigma = fit.samples["sigma"].reshape(-1).double().numpy()
-    if fit.method == "map":
+    if fit.method in ("map", "numpyro-map"):
         assert np.allclose(beta.mean(0), OLS, atol=0.05), (beta.mean(0), OLS)
         assert abs(sigma.mean() - SIGMA_MODE) < 0.05 * SIGMA_MODE, (sigma.mean(), SIGMA_MODE)
         return
-    loose = fit.method == "svi"
+    loose = fit.method in ("svi", "numpyro-svi")
     assert np.all(np.abs(beta.mean(0) - OLS) < (0.5 if loose else 0.35) * BETA_SD), (beta.mean(0), OLS, BETA_SD)
     assert abs(sigma.mean() - SIGMA_MEAN) < (0.15 if loose else 0.08) * SIGMA_MEAN, (sigma.mean(), SIGMA_MEAN)
     sd, want = beta.std(0), (MEAN_FIELD_SD if loose else BETA_SD)
