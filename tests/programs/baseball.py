@@ -34,10 +34,10 @@ REFERENCE = {"loc": (-1.0255, 0.0923), "scale": (0.1727, 0.1065), "alpha[0]": (-
 METHODS = {
     "map": dict(steps=500, num_samples=20, lr=0.02),  # the 1500-step mode to 0.003
     "numpyro-nuts": dict(num_warmup=1000, num_samples=2000, target_accept_prob=0.9),
-    "numpyro-svi": dict(steps=2000, num_samples=500, lr=0.02),
     "numpyro-map": dict(steps=500, num_samples=20, lr=0.02),
 }
 SLOW_METHODS = {  # minutes of CI between them: run with PPGEN_FULL_CORPUS=1
+    "numpyro-svi": dict(steps=2000, num_samples=500, lr=0.02),
     "svi": dict(steps=2000, num_samples=500, lr=0.02),
     "nuts": dict(num_warmup=300, num_samples=300, target_accept_prob=0.9),
 }
