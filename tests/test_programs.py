@@ -154,10 +154,14 @@ def test_refuses_with_a_clear_message(name, method):
                   num_samples=10, num_warmup=10, steps=5)
 
 
-# predictions from a sampler's draws (nuts, else the first method listed) and from NumPyro's guide
-PREDICTS = [pytest.param(n, m, id=f"{n}-{m}") for n in NAMES if TABLES[n]["PREDICT"]
-            for m in {"nuts" if "nuts" in TABLES[n]["METHODS"] else next(iter(TABLES[n]["METHODS"])): None,
-                      **({"numpyro-svi": None} if "numpyro-svi" in TABLES[n]["METHODS"] else {})}]
+def _predict_methods(name: str) -> list[str]:
+    """Predictions from a sampler's draws (nuts, else the first method listed) and from NumPyro's guide."""
+    methods = TABLES[name]["METHODS"]
+    first = "nuts" if "nuts" in methods else next(iter(methods))
+    return [first] + [m for m in ("numpyro-svi",) if m in methods and m != first]
+
+
+PREDICTS = [pytest.param(n, m, id=f"{n}-{m}") for n in NAMES if TABLES[n]["PREDICT"] for m in _predict_methods(n)]
 
 
 @pytest.mark.parametrize("name,method", PREDICTS)

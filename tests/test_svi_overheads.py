@@ -294,7 +294,6 @@ def test_the_vae_objective_is_trace_elbos_bit_for_bit(images, batch_size, num_cl
     assert _same(runs[0][1], runs[1][1])
 
 
-
 def test_an_objective_kept_across_a_cleared_param_store_registers_its_networks_again(images):
     runs = []
     for own in (False, True):
@@ -310,6 +309,7 @@ def test_an_objective_kept_across_a_cleared_param_store_registers_its_networks_a
         runs.append((losses, _params()))
     assert runs[0][0] == runs[1][0] and runs[0][0][5] != runs[0][0][0]
     assert _same(runs[0][1], runs[1][1])
+
 
 def test_the_front_door_trains_a_registered_vae_by_its_own_objective(monkeypatch):
     import ppgen
