@@ -10,7 +10,7 @@ A chain of discrete states under ``pyro.markov`` (an HMM) is where this engine p
 the program's Python once and the sampler runs compiled, with the states summed out by funsor, where
 Pyro's NUTS re-runs the Python (and its enumeration) at every leapfrog step. The cost that is left
 grows with the chain's length through JAX's compilation of the unrolled chain (bench/hmm.py). The
-check that a program runs on NumPyro before sampling traces it abstractly, compiling nothing.
+check that a program runs on NumPyro happens at the sampler's own first trace of it, before anything compiles.
 
 Options: ``chain_method`` (``"vectorized"``, the default for several chains: one compiled sampler runs them in
 lockstep; ``"sequential"``; ``"parallel"`` across JAX devices), ``init_strategy`` (a NumPyro init strategy,
@@ -64,7 +64,7 @@ def numpyro_mcmc(problem: Problem, config: RunConfig, num_chains: int):
     opts = dict(config.options)
     chain_method = opts.pop("chain_method", "vectorized" if num_chains > 1 else "sequential")
     init_strategy = opts.pop("init_strategy", init_to_uniform if problem.has_discrete else init_to_median)
-    model = numpyro_program(problem)
+    model = checked_at_first_run(problem, numpyro_program(problem))
     if problem.has_discrete:
         from numpyro.contrib.funsor import config_enumerate
 
@@ -95,16 +95,27 @@ def _numpyro_run(problem: Problem, config: RunConfig):
 
         clear_param_store()  # every fit starts afresh, as Pyro's engines clear Pyro's param store
         mcmc = numpyro_mcmc(problem, config, num_chains)
-        try:
-            with numpyro_backend():
-                mcmc.run(jax.random.PRNGKey(seed), extra_fields=EXTRA_FIELDS, **data)
-                samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
-        except NotImplementedError as e:
-            raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
+        with numpyro_backend():
+            mcmc.run(jax.random.PRNGKey(seed), extra_fields=EXTRA_FIELDS, **data)
+            samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         draws = {k: torch.as_tensor(np.array(samples[k]), dtype=problem.dtype) for k in problem.names("latent")}
         return draws, sample_stats(mcmc.get_extra_fields(group_by_chain=True))
 
     return run
+
+
+def _not_on_numpyro(problem: Problem, error: Exception) -> NotApplicableError:
+    if isinstance(error, NotImplementedError):
+        return NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {error}")
+    return NotApplicableError(f"model {problem.name!r} does not run on NumPyro ({type(error).__name__}: {error}); "
+                              f"write it with `from pyroapi import pyro, distributions as dist`")
+
+
+def _check_sites(problem: Problem, sites) -> None:
+    missing = [k for k in problem.names("latent") if k not in sites]
+    if missing:
+        raise NotApplicableError(f"model {problem.name!r} did not run on NumPyro: latent(s) {', '.join(missing)} never "
+                                 f"reached it (write it with `from pyroapi import pyro, distributions as dist`)")
 
 
 def check_runs_on_numpyro(problem: Problem) -> None:
@@ -124,15 +135,39 @@ def check_runs_on_numpyro(problem: Problem) -> None:
     try:
         with numpyro_backend():
             jax.make_jaxpr(trace_once)()
-    except NotImplementedError as e:
-        raise NotApplicableError(f"model {problem.name!r} uses something the NumPyro backend lacks: {e}") from None
-    except Exception as e:  # torch code fed JAX arrays fails in many ways
-        raise NotApplicableError(f"model {problem.name!r} does not run on NumPyro ({type(e).__name__}: {e}); "
-                                 f"write it with `from pyroapi import pyro, distributions as dist`") from None
-    missing = [k for k in problem.names("latent") if k not in sites]
-    if missing:
-        raise NotApplicableError(f"model {problem.name!r} did not run on NumPyro: latent(s) {', '.join(missing)} never "
-                                 f"reached it (write it with `from pyroapi import pyro, distributions as dist`)")
+    except Exception as e:  # noqa: BLE001 - torch code fed JAX arrays fails in many ways
+        raise _not_on_numpyro(problem, e) from None
+    _check_sites(problem, sites)
+
+
+def checked_at_first_run(problem: Problem, program):
+    """``program``, checked as :func:`check_runs_on_numpyro` checks it, but at its first run inside the
+    sampler (NumPyro's own first trace, at the chain's initial values) instead of in a trace of its own:
+    a failure there, or a latent that never reached NumPyro, raises the same ``NotApplicableError``
+    before any compilation starts. Later runs go straight to the program."""
+    from numpyro.primitives import Messenger
+
+    checked, sites = [], set()
+
+    class SiteNames(Messenger):
+        def postprocess_message(self, msg):
+            sites.add(msg["name"])
+
+    def run(*args, **kwargs):
+        if checked:
+            return program(*args, **kwargs)
+        try:
+            with SiteNames():
+                value = program(*args, **kwargs)
+        except NotApplicableError:
+            raise
+        except Exception as e:  # noqa: BLE001 - as in check_runs_on_numpyro
+            raise _not_on_numpyro(problem, e) from None
+        _check_sites(problem, sites)
+        checked.append(True)
+        return value
+
+    return run
 
 
 @register("numpyro-nuts", family="mcmc", backend="numpyro",
@@ -145,7 +180,6 @@ def run_numpyro_nuts(problem: Problem, config: RunConfig) -> Fit:
     if "numpyro" not in problem.backends:
         raise NotApplicableError(f"model {problem.name!r} is written for Pyro only; numpyro-nuts needs a program "
                                  f"written with `from pyroapi import pyro, distributions as dist`")
-    check_runs_on_numpyro(problem)
     start = time.perf_counter()
     grouped, stats = sample_chains(config, _numpyro_run(problem, config))
     return mcmc_fit(problem, config, grouped, stats, time.perf_counter() - start)
