@@ -21,6 +21,7 @@ import argparse
 import time
 
 import numpy as np
+from common import record
 
 import ppgen
 from ppgen.arviz_bridge import az
@@ -88,8 +89,9 @@ def best_of(runs: list) -> tuple:
     return min(runs, key=lambda run: run[1])
 
 
-def table(title: str, best: dict, bases: dict) -> None:
-    """One row per sampler: its fastest run and its ESS/s against each of ``bases`` (column -> row)."""
+def table(title: str, best: dict, bases: dict) -> dict:
+    """One row per sampler: its fastest run and its ESS/s against each of ``bases`` (column -> row).
+    Returns each sampler's ESS/s."""
     per_sec = {k: run[0] / run[1] for k, run in best.items()}
     print(title + "\n")
     columns = "".join(f" {name:>22} |" for name in bases)
@@ -100,6 +102,7 @@ def table(title: str, best: dict, bases: dict) -> None:
         print(f"| {name:<22} | {ess:>8.0f} | {secs:>8.2f} | {cpu:>7.2f} | {per_sec[name]:>8.1f} |{ratios}")
     jit = {name: run[3] for name, run in best.items() if run[3] is not None}
     print("\njit: " + "; ".join(f"{name}: {status}" for name, status in jit.items()) + "\n")
+    return per_sec
 
 
 def main() -> None:
@@ -128,11 +131,18 @@ def main() -> None:
         reg_rows[plain].append(ppgen_method(regression, reg, "nuts", n, w, 0, dev, jit=False))
         reg_rows[default].append(ppgen_method(regression, reg, "nuts", n, w, 0, dev))
     fastest = f"Pyro rows: fastest of {args.pyro_repeats}; NumPyro rows: fastest of {args.repeats}"
-    table(f"eight schools, 1 chain, {n} draws after {w} warmup; {fastest}",
-          {k: best_of(v) for k, v in rows.items()}, {"vs raw NumPyro": "raw NumPyro", "vs Pyro without JIT": plain})
-    table(f"plain Pyro regression (100 points, a, b, sigma), 1 chain, {n} draws after {w} warmup; "
-          f"fastest of {args.pyro_repeats}", {k: best_of(v) for k, v in reg_rows.items()},
-          {"vs Pyro without JIT": plain})
+    schools = table(f"eight schools, 1 chain, {n} draws after {w} warmup; {fastest}",
+                    {k: best_of(v) for k, v in rows.items()},
+                    {"vs raw NumPyro": "raw NumPyro", "vs Pyro without JIT": plain})
+    plain_reg = table(f"plain Pyro regression (100 points, a, b, sigma), 1 chain, {n} draws after {w} warmup; "
+                      f"fastest of {args.pyro_repeats}", {k: best_of(v) for k, v in reg_rows.items()},
+                      {"vs Pyro without JIT": plain})
+    record("nuts", "nuts default / Pyro NUTS without JIT ESS/s, eight schools", schools[default] / schools[plain],
+           ">= 1.8")
+    record("nuts", "nuts default / Pyro NUTS without JIT ESS/s, plain Pyro regression",
+           plain_reg[default] / plain_reg[plain], ">= 1.8")
+    record("nuts", "numpyro-nuts / raw NumPyro ESS/s, eight schools",
+           schools["ppgen numpyro-nuts"] / schools["raw NumPyro"], ">= 0.9")
 
 
 if __name__ == "__main__":
