@@ -147,13 +147,14 @@ def checked_at_first_run(problem: Problem, program):
     before any compilation starts. Later runs go straight to the program."""
     from numpyro.primitives import Messenger
 
-    checked, sites = [], set()
+    checked, sites = False, set()
 
     class SiteNames(Messenger):
         def postprocess_message(self, msg):
             sites.add(msg["name"])
 
     def run(*args, **kwargs):
+        nonlocal checked
         if checked:
             return program(*args, **kwargs)
         try:
@@ -164,7 +165,7 @@ def checked_at_first_run(problem: Problem, program):
         except Exception as e:  # noqa: BLE001 - as in check_runs_on_numpyro
             raise _not_on_numpyro(problem, e) from None
         _check_sites(problem, sites)
-        checked.append(True)
+        checked = True
         return value
 
     return run
