@@ -176,6 +176,7 @@ def test_the_numpyro_check_compiles_nothing(caplog):
     from ppgen.inference.numpyro_nuts import check_runs_on_numpyro
 
     problem = ppgen.prepare(pyroapi_hmm, {"y": torch.randint(0, 3, (200,))}, device="cpu")
+    jax.random.PRNGKey(0).block_until_ready()  # JAX's seeding compiles once per process, whichever test seeds first
     with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
         check_runs_on_numpyro(problem)
     compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
